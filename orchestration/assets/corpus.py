@@ -1,8 +1,6 @@
 """The synthetic conversation corpus asset: generates deterministic two-person conversations,
 uploads the videos to the raw bucket and their ground truth apart from them, and logs an MLflow run."""
 
-from __future__ import annotations
-
 import json
 import tempfile
 import time

@@ -1,8 +1,6 @@
 """Raw video ingestion: a sensor adds one dynamic partition per uploaded object; the asset probes,
 checksums and catalogs each file, recording bad files as rejections instead of failing."""
 
-from __future__ import annotations
-
 import re
 import tempfile
 from pathlib import Path

@@ -1,0 +1,27 @@
+"""Dagster definitions load and wire the foundation assets, sensor and jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.definitions import defs
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"synthetic_corpus", "raw_videos"} <= keys
+
+
+def test_resources_bound_to_environment() -> None:
+    resources = defs.resources
+    assert set(resources) >= {"object_store", "mlflow", "catalog", "triton"}
+    # credentials must come from the environment, never literal values in code
+    assert isinstance(resources["object_store"].secret_key, dg.EnvVar)
+    assert isinstance(resources["catalog"].url, dg.EnvVar)
+
+
+def test_sensor_and_jobs_registered() -> None:
+    assert defs.resolve_sensor_def("raw_video_sensor").job_name == "ingest_raw_videos"
+    job = defs.resolve_job_def("ingest_raw_videos")
+    assert job.partitions_def is not None
