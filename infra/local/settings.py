@@ -27,7 +27,7 @@ def _int_env(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer port") from exc
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from exc
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -79,6 +79,8 @@ class StackSettings:
     mlflow_backend_uri: str = ""
     dagster_postgres_url: str = ""
     catalog_url: str = ""
+    dagster_max_concurrent_runs: int = 1
+    dagster_module: str = "orchestration.definitions"
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
 
@@ -99,6 +101,8 @@ class StackSettings:
             mlflow_backend_uri=os.environ.get("LPM_MLFLOW_BACKEND_URI", ""),
             dagster_postgres_url=os.environ.get("LPM_DAGSTER_POSTGRES_URL", ""),
             catalog_url=os.environ.get("LPM_CATALOG_URL", ""),
+            dagster_max_concurrent_runs=_int_env("LPM_DAGSTER_MAX_CONCURRENT_RUNS", 1),
+            dagster_module=os.environ.get("LPM_DAGSTER_MODULE") or "orchestration.definitions",
             access_key=access,
             secret_key=secret,
         )
@@ -123,6 +127,11 @@ class StackSettings:
     @property
     def triton_repository(self) -> Path:
         return self.home / "triton" / "models"
+
+    @property
+    def s3_address(self) -> str:
+        """``host:port`` of the object store (the form the minio SDK takes)."""
+        return f"{self.host}:{self.s3_port}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -153,9 +162,20 @@ class StackSettings:
         return self.mlflow_backend_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment variables that point clients (MLflow, boto3, Dagster) at this stack."""
+        """Environment variables that point clients (MLflow, boto3, Dagster) at this stack.
+
+        ``StackSettings.from_env()`` under these variables reproduces this stack's endpoints,
+        so child processes (Dagster runs, training launchers) find the same services.
+        """
         return {
             "LPM_HOME": str(self.home),
+            "LPM_HOST": self.host,
+            "LPM_S3_PORT": str(self.s3_port),
+            "LPM_MLFLOW_PORT": str(self.mlflow_port),
+            "LPM_TRITON_HTTP_PORT": str(self.triton_http_port),
+            "LPM_TRITON_GRPC_PORT": str(self.triton_grpc_port),
+            "LPM_TRITON_METRICS_PORT": str(self.triton_metrics_port),
+            "LPM_DAGSTER_PORT": str(self.dagster_port),
             "LPM_S3_ENDPOINT": self.s3_endpoint,
             "LPM_S3_ACCESS_KEY": self.access_key,
             "LPM_S3_SECRET_KEY": self.secret_key,
