@@ -43,33 +43,36 @@ def synthetic_corpus(
     object_store: ObjectStoreResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
-    from lpm_models.data.synth.corpus import CorpusConfig, generate_corpus
+    from infra.local.settings import StackSettings
+    from lpm_models.data.synth.corpus import CorpusConfig, generate_corpus, load_bank
+    from lpm_models.data.synth.identities import write_contact_sheet
 
     corpus_id = _corpus_id(config)
     cfg = CorpusConfig(seed=config.seed, n_conversations=config.conversations, duration_s=config.duration_s,
                        size=config.size, split_fraction=config.split_fraction, n_identities=config.identities,
                        workers=config.workers)
+    cache_dir = StackSettings.from_env().home / "cache" / "identities"
     with tempfile.TemporaryDirectory(prefix="lpm-corpus-") as tmp, \
             mlflow.start_run(context, run_name=corpus_id, tags={"lpm.stage": "corpus"}) as run:
         import mlflow as mlf
 
+        bank = load_bank(cfg, cache_dir)
         started = time.perf_counter()
-        manifest = generate_corpus(cfg, Path(tmp), progress=lambda done, total: context.log.info(
-            "generated %d/%d conversations", done, total))
+        manifest = generate_corpus(cfg, Path(tmp) / "corpus", bank=bank, progress=lambda done, total, rec:
+                                   context.log.info("generated %d/%d conversations (%s)", done, total, rec.video_id))
         gen_s = time.perf_counter() - started
         uploaded = _upload(object_store, manifest, corpus_id)
-        video_s = sum(v.duration_s for v in manifest.videos)
-        mlf.log_params({k: v for k, v in config.model_dump().items()})
+        video_s = manifest.total_duration_s
+        report = bank.distance_report()
+        sheet = write_contact_sheet(bank, Path(tmp) / "identities.png")
+        mlf.log_params(config.model_dump())
         mlf.log_metrics({"videos": len(manifest.videos), "video_seconds": video_s,
                          "generation_x_realtime": video_s / max(gen_s, 1e-9)})
-        report = manifest.identity_report
         mlf.log_metrics({f"identity_distance_{k}": float(v) for k, v in report.items()
                          if isinstance(v, (int, float))})
         mlf.log_dict(manifest.to_dict(), "corpus_manifest.json")
-        preview = manifest.videos[0]
-        mlf.log_artifact(str(preview.raw_path), artifact_path="preview")
-        if getattr(manifest, "contact_sheet", None):
-            mlf.log_artifact(str(manifest.contact_sheet), artifact_path="preview")
+        mlf.log_artifact(str(manifest.root / manifest.videos[0].raw), artifact_path="preview")
+        mlf.log_artifact(str(sheet), artifact_path="preview")
         run_url = mlflow.run_url(run.info.run_id)
     return dg.MaterializeResult(metadata={
         "corpus_id": corpus_id,
@@ -88,13 +91,15 @@ def synthetic_corpus(
 def _upload(store: ObjectStoreResource, manifest, corpus_id: str) -> list[str]:
     """Videos to the raw bucket, ground truth to the data bucket (never next to the videos)."""
     keys = []
+    truth_prefix = f"{TRUTH_PREFIX}{corpus_id}/"
     for video in manifest.videos:
         key = f"{RAW_PREFIX}{video.video_id}.mp4"
-        store.put_file(RAW_BUCKET, key, Path(video.raw_path), content_type="video/mp4")
-        store.put_file(TRUTH_BUCKET, f"{TRUTH_PREFIX}{corpus_id}/{video.video_id}.json", Path(video.truth_path),
-                       content_type="application/json")
+        store.put_file(RAW_BUCKET, key, manifest.root / video.raw, content_type="video/mp4")
+        truth = manifest.root / video.truth
+        for extra in sorted(truth.parent.glob(f"{truth.stem}*")):
+            store.put_file(TRUTH_BUCKET, truth_prefix + extra.name, extra)
         keys.append(key)
-    store.put_bytes(TRUTH_BUCKET, f"{TRUTH_PREFIX}{corpus_id}/manifest.json",
+    store.put_bytes(TRUTH_BUCKET, f"{truth_prefix}manifest.json",
                     json.dumps(manifest.to_dict(), indent=1).encode(), content_type="application/json")
     return keys
 
