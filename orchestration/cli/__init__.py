@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "catalog": ("orchestration.cli.catalog", "migrate and inspect the catalog database"),
     "ingest": ("orchestration.cli.ingest", "probe raw videos and record them in the catalog"),
     "run": ("orchestration.cli.run", "materialize the lineage (the main job)"),
+    "model": ("orchestration.cli.model", "model presets: sizes, tokens, FLOPs"),
 }
 
 
