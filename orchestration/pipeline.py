@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +25,13 @@ class StepReport:
     seconds: float = 0.0
 
 
-def _job(defs: dg.Definitions, name: str) -> dg.JobDefinition:
-    return defs.resolve_job_def(name)
+def run_job(name: str, run_config: dict[str, Any] | None = None, partition_key: str | None = None) -> bool:
+    """Execute one job of the definitions in this process, recorded in the current Dagster instance."""
+    from orchestration.definitions import defs
 
-
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, run_config: dict[str, Any] | None = None,
-         partition_key: str | None = None, tags: dict[str, str] | None = None) -> bool:
-    result = _job(defs, name).execute_in_process(
-        run_config=run_config or {}, instance=instance, partition_key=partition_key,
-        raise_on_error=False, tags={"lpm/main_job": "true", **(tags or {})},
+    result = defs.resolve_job_def(name).execute_in_process(
+        run_config=run_config or {}, instance=dg.DagsterInstance.get(), partition_key=partition_key,
+        raise_on_error=False, tags={"lpm/main_job": "true"},
     )
     if not result.success:
         log.error("run %s of %s%s failed; see the Dagster UI", result.run_id, name,
@@ -40,39 +39,55 @@ def _run(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, run_conf
     return result.success
 
 
-def run_lineage(corpus: dict[str, Any] | None = None) -> list[StepReport]:
+def _timed(report: StepReport, started: float) -> StepReport:
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def run_partitions(job: str, keys: list[str], workers: int) -> StepReport:
+    """One run per partition, ``workers`` at a time in separate processes; progress with ETA."""
+    step, started = StepReport(job, runs=len(keys)), time.perf_counter()
+    if workers <= 1:
+        outcomes = ((key, run_job(job, partition_key=key)) for key in keys)
+        for done, (key, ok) in enumerate(outcomes, 1):
+            _progress(job, done, len(keys), started)
+            if not ok:
+                step.failed.append(key)
+        return _timed(step, started)
+    with ProcessPoolExecutor(workers) as pool:
+        futures = {pool.submit(run_job, job, None, key): key for key in keys}
+        for done, future in enumerate(as_completed(futures), 1):
+            _progress(job, done, len(keys), started)
+            if not future.result():
+                step.failed.append(futures[future])
+    return _timed(step, started)
+
+
+def _progress(job: str, done: int, total: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    eta = elapsed / done * (total - done)
+    log.info("%s: %d/%d partitions done, %.0f s elapsed, ETA %.0f s", job, done, total, elapsed, eta)
+
+
+def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2) -> list[StepReport]:
     """Run every stage of the lineage in order. The environment must point at a running stack."""
     from orchestration.assets.ingest import RAW_BUCKET, RAW_PREFIX, partition_key_for, raw_video_partitions
-    from orchestration.definitions import defs
     from orchestration.resources import object_store_from_env
 
     instance = dg.DagsterInstance.get()
-    reports: list[StepReport] = []
-
-    step = StepReport("synthetic_corpus_job")
     started = time.perf_counter()
-    run_config = {"ops": {"synthetic_corpus": {"config": corpus}}} if corpus else None
-    step.runs = 1
-    if not _run(defs, instance, step.job, run_config):
+    step = StepReport("synthetic_corpus_job", runs=1)
+    if not run_job(step.job, {"ops": {"synthetic_corpus": {"config": corpus}}} if corpus else None):
         step.failed.append("synthetic_corpus")
-    step.seconds = time.perf_counter() - started
-    reports.append(step)
+    reports = [_timed(step, started)]
     if step.failed:
         return reports
 
-    step = StepReport("ingest_raw_videos")
-    started = time.perf_counter()
     store = object_store_from_env()
     keys = [partition_key_for(k) for k in store.list(RAW_BUCKET, RAW_PREFIX)]
     known = set(instance.get_dynamic_partitions(raw_video_partitions.name))
     instance.add_dynamic_partitions(raw_video_partitions.name, [k for k in keys if k not in known])
-    for i, key in enumerate(keys, 1):
-        log.info("ingesting %d/%d: %s", i, len(keys), key)
-        step.runs += 1
-        if not _run(defs, instance, step.job, partition_key=key):
-            step.failed.append(key)
-    step.seconds = time.perf_counter() - started
-    reports.append(step)
+    reports.append(run_partitions("curate_video", keys, workers))
     return reports
 
 

@@ -67,10 +67,7 @@ def raw_videos(
     )
 
 
-ingest_raw_job = dg.define_asset_job("ingest_raw_videos", selection=[raw_videos], partitions_def=raw_video_partitions)
-
-
-@dg.sensor(job=ingest_raw_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.sensor(job_name="curate_video", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
            description=f"Watches s3://{RAW_BUCKET}/{RAW_PREFIX} and ingests every new object.")
 def raw_video_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource) -> dg.SensorResult | dg.SkipReason:
     known = set(context.instance.get_dynamic_partitions(raw_video_partitions.name))

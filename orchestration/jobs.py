@@ -1,0 +1,15 @@
+"""Jobs over the lineage. Per-video work is one partitioned job; corpus-wide stages are their own jobs."""
+
+import dagster as dg
+
+from orchestration.assets.ingest import raw_video_partitions
+
+PER_VIDEO_ASSETS = ["raw_videos", "video_shots", "face_tracks", "quality_clips", "speak_listen_pairs",
+                    "performance_annotations"]
+
+corpus_job = dg.define_asset_job("synthetic_corpus_job", selection=["synthetic_corpus"])
+
+curate_video_job = dg.define_asset_job(
+    "curate_video", selection=PER_VIDEO_ASSETS, partitions_def=raw_video_partitions,
+    description="Ingest one raw video and run every per-video curation stage on it.",
+)
