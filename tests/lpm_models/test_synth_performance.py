@@ -7,7 +7,7 @@ import pytest
 import webrtcvad
 
 from lpm_models.data.synth.actions import ActionEvent, EventBook, apply_event
-from lpm_models.data.synth.performance import CONTROL_NAMES, LIMITS, perform
+from lpm_models.data.synth.performance import CONTROL_NAMES, LIMITS, jaw_from_loudness, perform
 from lpm_models.data.synth.script import ACTIONS
 from lpm_models.data.synth.speech import espeak_available, frame_loudness, voice_for
 from lpm_models.data.synth.timeline import build_timeline
@@ -62,6 +62,16 @@ def test_mouth_follows_own_loudness_only(conversation: tuple) -> None:
         assert np.corrcoef(jaw[speaking], own_db[speaking])[0, 1] > 0.6
         listening = np.array(perf.labels[p]) == "listen"
         assert jaw[listening].mean() < 0.05 < jaw[speaking].mean()
+
+
+def test_jaw_stays_closed_without_own_speech() -> None:
+    silent = np.zeros(100, dtype=np.float32)
+    assert not jaw_from_loudness(silent, np.zeros(100, dtype=bool), 0.9).any()
+    quiet = np.full(100, 1e-4, dtype=np.float32)  # -80 dBFS "speech" is no speech
+    assert not jaw_from_loudness(quiet, np.ones(100, dtype=bool), 0.9).any()
+    loud = np.where(np.arange(100) % 10 < 5, 0.2, 0.0).astype(np.float32)
+    jaw = jaw_from_loudness(loud, loud > 0, 0.9)
+    assert jaw[loud > 0].mean() > 0.5 and jaw[loud == 0].mean() < jaw[loud > 0].mean() / 2
 
 
 def test_controls_are_finite_and_within_limits(conversation: tuple) -> None:

@@ -74,10 +74,16 @@ def _smooth(x: np.ndarray, attack: float, release: float) -> np.ndarray:
 
 
 def jaw_from_loudness(loudness: np.ndarray, speaking: np.ndarray, openness: float) -> np.ndarray:
-    """Jaw opening 0..1 from a person's own per-frame RMS (dB range of 28 below their peak)."""
+    """Jaw opening 0..1 from a person's own per-frame RMS (dB range of 28 below their peak).
+
+    A person who never speaks keeps the mouth closed; so does anything under -60 dBFS.
+    """
+    if not speaking.any():
+        return np.zeros(len(loudness), dtype=np.float32)
     db = 20 * np.log10(loudness + 1e-6)
-    ref = np.percentile(db[speaking], 95) if speaking.any() else db.max()
+    ref = max(float(np.percentile(db[speaking], 95)), -40.0)
     jaw = np.clip((db - (ref - 28.0)) / 28.0, 0.0, 1.0) ** 1.3 * openness
+    jaw[db < -60.0] = 0.0
     return _smooth(jaw.astype(np.float32), attack=0.85, release=0.6)
 
 

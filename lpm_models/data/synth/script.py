@@ -123,6 +123,15 @@ REPLIES: tuple[Line, ...] = (
     Line("Good question.", "reply", "look_away"),
 )
 
+ANSWERS: tuple[Line, ...] = (  # openers of a turn that follows a question
+    Line("Oh, good question.", "reply", "look_away"),
+    Line("Hmm, let me think.", "reply", "look_away"),
+    Line("Honestly, quite a lot.", "reply", "nod"),
+    Line("Not much, to be honest.", "reply", "shake"),
+    Line("Well, funny you should ask.", "reply", "smile"),
+    Line("Where do I even start?", "reply", "tilt"),
+)
+
 BACKCHANNELS: tuple[Line, ...] = (
     Line("mm-hmm", "backchannel", "nod"),
     Line("right", "backchannel", "nod"),
@@ -145,32 +154,57 @@ class ScriptWriter:
         self.turns_on_topic = 0
         self.used: set[str] = set()
         self.last_was_question = False
+        self.turns = 0
 
     def _pick(self, items: list) -> object:
         return items[int(self.rng.integers(len(items)))]
 
-    def _fresh(self, texts: tuple[str, ...]) -> str:
-        unused = [t for t in texts if t not in self.used] or list(texts)
+    def _unused(self, texts: tuple[str, ...]) -> list[str]:
+        return [t for t in texts if t not in self.used]
+
+    def _fresh(self, texts: tuple[str, ...]) -> str | None:
+        """An unused text of ``texts`` (marked used), None when all were said."""
+        unused = self._unused(texts)
+        if not unused:
+            return None
         text = self._pick(unused)
         self.used.add(text)
         return text
 
+    def _switch_topic_if_due(self) -> None:
+        statements = TOPICS[self.topic][0]
+        if self.turns_on_topic < 2 + int(self.rng.integers(3)) and len(self._unused(statements)) >= 2:
+            return
+        fresh = [t for t in self.topics if t != self.topic and len(self._unused(TOPICS[t][0])) >= 3]
+        if not fresh:  # a very long conversation: people start repeating themselves
+            self.used.clear()
+            fresh = [t for t in self.topics if t != self.topic]
+        self.topic = self._pick(fresh)
+        self.turns_on_topic = 0
+
     def next_turn(self) -> list[Line]:
-        """The lines of the next turn: optional reply, 1-3 statements, optional question."""
-        if self.turns_on_topic >= 2 + int(self.rng.integers(3)):
-            self.topic = self._pick([t for t in self.topics if t != self.topic])
-            self.turns_on_topic = 0
+        """Lines of the next turn: answer or reply (not when opening), 1-3 statements, maybe a question."""
+        self._switch_topic_if_due()
         statements, questions = TOPICS[self.topic]
         lines: list[Line] = []
-        if self.last_was_question or self.rng.random() < 0.5:
+        if self.last_was_question:
+            lines.append(self._pick(list(ANSWERS)))
+        elif self.turns > 0 and self.rng.random() < 0.5:
             lines.append(self._pick(list(REPLIES)))
         for _ in range(1 + int(self.rng.integers(3))):
-            lines.append(Line(self._fresh(statements), "statement"))
-        self.last_was_question = bool(self.rng.random() < 0.4)
-        if self.last_was_question:
-            gesture = "tilt" if self.rng.random() < 0.3 else None
-            lines.append(Line(self._fresh(questions), "question", gesture))
+            text = self._fresh(statements)
+            if text is None:
+                break
+            lines.append(Line(text, "statement"))
+        question = self._fresh(questions) if self.rng.random() < 0.4 else None
+        self.last_was_question = question is not None
+        if question is not None:
+            lines.append(Line(question, "question", "tilt" if self.rng.random() < 0.3 else None))
+        if not lines:  # nothing new left on this topic: say something on another one
+            self.turns_on_topic = 99
+            return self.next_turn()
         self.turns_on_topic += 1
+        self.turns += 1
         return lines
 
     def backchannel(self) -> Line:
