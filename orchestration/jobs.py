@@ -13,3 +13,9 @@ curate_video_job = dg.define_asset_job(
     "curate_video", selection=PER_VIDEO_ASSETS, partitions_def=raw_video_partitions,
     description="Ingest one raw video and run every per-video curation stage on it.",
 )
+
+dataset_job = dg.define_asset_job(
+    "build_dataset", selection=["identity_references", "curated_dataset"],
+    description="Identities and references across all curated videos, then a new curated dataset version "
+    "(its Great Expectations checks are blocking).",
+)

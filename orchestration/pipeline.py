@@ -88,6 +88,13 @@ def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2) -> list[
     known = set(instance.get_dynamic_partitions(raw_video_partitions.name))
     instance.add_dynamic_partitions(raw_video_partitions.name, [k for k in keys if k not in known])
     reports.append(run_partitions("curate_video", keys, workers))
+    for job in ("build_dataset",):
+        step, started = StepReport(job, runs=1), time.perf_counter()
+        if not run_job(job):
+            step.failed.append(job)
+        reports.append(_timed(step, started))
+        if step.failed:
+            break
     return reports
 
 

@@ -22,6 +22,6 @@ def test_resources_bound_to_environment() -> None:
 
 
 def test_sensor_and_jobs_registered() -> None:
-    assert defs.resolve_sensor_def("raw_video_sensor").job_name == "ingest_raw_videos"
-    job = defs.resolve_job_def("ingest_raw_videos")
+    assert defs.resolve_sensor_def("raw_video_sensor").job_name == "curate_video"
+    job = defs.resolve_job_def("curate_video")
     assert job.partitions_def is not None
