@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("orchestration.cli.corpus", "generate the synthetic conversation corpus"),
     "catalog": ("orchestration.cli.catalog", "migrate and inspect the catalog database"),
     "ingest": ("orchestration.cli.ingest", "probe raw videos and record them in the catalog"),
+    "curation": ("orchestration.cli.curation", "benchmark curation: throughput and accuracy vs ground truth"),
     "run": ("orchestration.cli.run", "materialize the lineage (the main job)"),
     "model": ("orchestration.cli.model", "model presets: sizes, tokens, FLOPs"),
 }

@@ -119,21 +119,26 @@ def _truth_for(path: Path, truth_dir: Path | None) -> dict[str, Any] | None:
 
 def benchmark_perception(
     videos: Sequence[Path | str], cfg: CurationConfig | None = None, truth_dir: Path | str | None = None,
+    keep_tracks: bool = False,
 ) -> dict[str, Any]:
     """Time decode / shots / tracks / quality over ``videos``; with ``truth_dir`` also detection rate.
 
     Returns {"stages": StageTimer.summary(), "videos": n, "video_s": total, "tracks": n,
-    "quality_pass_rate": f, "reasons": {code: count}, "sync_offsets": [...], "detection_rate": f, ...}.
+    "quality_pass_rate": f, "reasons": {code: count}, "sync_offsets": [...], "detection_rate": f, ...};
+    with ``keep_tracks`` also "tracks_by_video": {video id: [FaceTrack]} for later stages.
     """
     import mediapipe  # noqa: F401  - import once up front so its ~2 s load is not charged to a stage
 
     cfg = cfg or CurationConfig()
     timer = StageTimer()
     per_video, reasons, offsets, confidences = [], {}, [], []
+    tracks_by_video: dict[str, list[FaceTrack]] = {}
     person_frames = covered = unmatched = 0.0
     for n, video in enumerate(videos, 1):
         path = Path(video)
         result = timer.run("total", 0.0, _run_video, path, cfg, timer)
+        if keep_tracks:
+            tracks_by_video[path.stem] = result["tracks"]
         truth = _truth_for(path, Path(truth_dir) if truth_dir else None)
         if truth is not None:
             cov = _coverage(result["tracks"], truth)
@@ -159,6 +164,8 @@ def benchmark_perception(
     }
     if person_frames:
         out |= {"detection_rate": covered / person_frames, "unmatched_tracks": unmatched}
+    if keep_tracks:
+        out["tracks_by_video"] = tracks_by_video
     log.info("\n%s", format_benchmark(out))
     return out
 
