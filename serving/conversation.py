@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.client import ChunkReply, StreamClient
+from serving.client import ChunkReply, StreamClient, StreamError
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,16 @@ class _Tracker:
                  progress: Callable[[StreamReport], None] | None) -> None:
         self.report, self.t0, self.on_reply, self.progress = report, t0, on_reply, progress
         self.position: dict[int, int] = {}  # request index -> chunk position
+        self.failed_in_a_row = 0
 
     def handle(self, reply: ChunkReply) -> None:
         report = self.report
         if reply.error:
             report.errors.append(reply.error)
+            self.failed_in_a_row += 1
             log.warning("request %d failed: %s", reply.index, reply.error)
             return
+        self.failed_in_a_row = 0
         if reply.kind not in ("chunk", "raw"):
             return
         k = self.position.get(reply.index, report.chunks)
@@ -105,12 +108,15 @@ class _Tracker:
 def run_stream(client: StreamClient, self_audio: np.ndarray, other_audio: np.ndarray | None = None, *,
                realtime: bool = False, prompts: dict[int, str] | None = None,
                on_reply: Callable[[ChunkReply], None] | None = None,
-               progress: Callable[[StreamReport], None] | None = None, end: bool = True) -> StreamReport:
+               progress: Callable[[StreamReport], None] | None = None, end: bool = True,
+               stop_after_errors: int = 3) -> StreamReport:
     """Stream both audio channels chunk by chunk through an opened session.
 
     realtime: send chunk k at ``t0 + k * chunk duration`` (as a live microphone would),
     else send each chunk as soon as the previous one's frames are back.
     prompts: chunk number -> prompt update sent with that chunk.
+    stop_after_errors: stop sending after this many failed requests in a row (the session is
+    likely gone, e.g. timed out); what was sent is still collected.
     """
     if client.info is None:
         raise RuntimeError("open the session (StreamClient.open) before streaming")
@@ -122,6 +128,9 @@ def run_stream(client: StreamClient, self_audio: np.ndarray, other_audio: np.nda
     t0 = time.perf_counter()
     tracker = _Tracker(report, t0, on_reply, progress)
     for k, (a_self, a_other) in enumerate(zip(chunks, others)):
+        if tracker.failed_in_a_row >= stop_after_errors:
+            report.errors.append(f"stopped after {tracker.failed_in_a_row} failed requests in a row")
+            break
         if realtime:
             while (wait := t0 + k * report.chunk_s - time.perf_counter()) > 0:
                 try:
@@ -134,7 +143,12 @@ def run_stream(client: StreamClient, self_audio: np.ndarray, other_audio: np.nda
             tracker.handle(client.next_reply())
         while (ready := client.poll()) is not None:
             tracker.handle(ready)
-    rest = client.finish() if end else [client.next_reply() for _ in range(client.in_flight)]
+    rest = [client.next_reply() for _ in range(client.in_flight)]
+    if end:
+        try:
+            rest += client.finish()
+        except StreamError as err:  # the session is already gone (e.g. evicted): nothing left to free
+            report.errors.append(str(err))
     for reply in rest:
         tracker.handle(reply)
     report.wall_s = time.perf_counter() - t0

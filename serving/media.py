@@ -122,3 +122,8 @@ class Mp4Writer:
         log.info("wrote %s: %d frames at %d fps%s", self.path, self.frames, self.fps,
                  " with audio" if audio is not None and audio.size else "")
         return self.path
+
+    def abort(self) -> None:
+        """Close without finishing and delete the partial file."""
+        self._container.close()
+        self.path.unlink(missing_ok=True)

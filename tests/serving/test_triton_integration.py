@@ -243,3 +243,27 @@ def test_two_versions_are_served_side_by_side(served: Served) -> None:
     provenance = read_provenance(built.provenance_path)
     assert provenance["model_version"] == 2 and provenance["checksums"] == {
         k: ref.sha256 for k, ref in served.descriptors[2].files.items()}
+
+
+def test_files_stream_to_an_mp4_with_the_speech(served: Served, tmp_path: Path) -> None:
+    import av
+    from PIL import Image
+
+    from serving.media import write_wav
+    from serving.probe import speech_like
+    from serving.stream import StreamJob, stream_to_mp4
+
+    image, refs = images(9)
+    Image.fromarray(image).save(tmp_path / "face.png")
+    Image.fromarray(refs[0][:20]).save(tmp_path / "ref.png")  # another size: fitted to the image
+    write_wav(tmp_path / "speech.wav", speech_like(1.5, 22050, 1), 22050)
+    write_wav(tmp_path / "user.wav", speech_like(0.7, 8000, 2), 8000)
+    job = StreamJob(url=served.url, model=MODEL, image=tmp_path / "face.png", references=(tmp_path / "ref.png",),
+                    speech=tmp_path / "speech.wav", user_speech=tmp_path / "user.wav", out=tmp_path / "out.mp4",
+                    prompt="nods", seed=4)
+    result = stream_to_mp4(job)
+    assert result.report.errors == [] and result.info["seed"] == 4
+    assert result.frames_written == result.report.frames > 0
+    with av.open(str(result.out)) as container:
+        assert container.streams.video[0].frames == result.frames_written
+        assert abs(float(container.streams.audio[0].duration * container.streams.audio[0].time_base) - 1.5) < 0.1

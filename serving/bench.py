@@ -1,0 +1,244 @@
+"""Serving benchmark: real-time factor, time to first frame, Triton overhead, errors.
+
+    python -m serving.bench                      # deploy an untrained `tiny` model, measure, unload
+    python -m serving.bench --model lpm-online   # measure a model Triton already serves
+    python -m serving.bench --check              # exit 1 when a figure misses its target
+
+Needs a running Triton and object store (``lpm services up``) and their environment
+(``eval "$(lpm services env)"``: LPM_TRITON_GRPC_URL, LPM_TRITON_REPOSITORY, LPM_S3_*).
+Figures: single-stream RTF (as fast as possible), RTF of each of N concurrent streams
+paced at real time, TTFF p95, per-chunk p50/p99, Triton per-chunk overhead against the same
+model stepped in process (same thread count), errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpm_models.descriptor import ModelDescriptor
+from lpm_models.online.engine import OnlineEngine
+from serving.client import StreamClient
+from serving.conversation import percentile, run_stream
+from serving.loader import engine_from_files, load_engine
+from serving.params import ServingParams, VersionFiles, config_parameters
+from serving.probe import card_image, probe, speech_like
+from serving.repository import ServeSettings, build_model, remove_version
+from serving.store import ObjectStore, default_cache_dir
+
+log = logging.getLogger("serving.bench")
+BENCH_MODEL = "lpm-bench"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Pass marks of ``--check`` (RTF applies to the single stream and to every concurrent one)."""
+
+    rtf: float = 1.0
+    ttff_p95_s: float = 1.0
+    overhead_s: float = 0.025
+    errors: int = 0
+
+
+def deploy_untrained(preset: str, repository: Path, url: str, instances: int, threads: int,
+                     workdir: Path) -> tuple[str, str, OnlineEngine]:
+    """Upload an untrained ``preset`` model, build it into the repository, load it; returns (name, version, engine)."""
+    import tritonclient.grpc as grpcclient
+
+    from lpm_models.base.model import BaseLPM
+    from lpm_models.configs import get_preset
+    from lpm_models.online.config import online_preset
+    from lpm_models.online.model import OnlineLPM, save_online
+    from lpm_models.vae.model import VideoVAE
+
+    torch.manual_seed(0)
+    cfg = get_preset(preset)
+    online = OnlineLPM.from_base(BaseLPM(cfg).eval(), online_preset(preset)).eval()
+    paths = {"online": save_online(online, workdir / "online.pt"), "vae": workdir / "vae.pt"}
+    torch.save({"state_dict": VideoVAE(cfg.vae).state_dict()}, paths["vae"])
+    store = ObjectStore.from_env()
+    refs = {k: store.upload(p, f"s3://lpm-models/bench/{preset}/{p.name}").to_dict() for k, p in paths.items()}
+    descriptor = ModelDescriptor.from_dict({"format": "lpm-model/1", "kind": "online", "preset": preset,
+                                            "files": refs, "lineage": {"dataset_version": "untrained"}})
+    remove_version(repository, BENCH_MODEL, 1)
+    build_model(repository, descriptor, registered_model=BENCH_MODEL, version=1, run_id=f"bench-{preset}",
+                settings=ServeSettings(ServingParams(threads=threads), instances=instances, max_sessions=8))
+    started = time.perf_counter()
+    grpcclient.InferenceServerClient(url).load_model(BENCH_MODEL)
+    log.info("loaded %s (%s, %d instances) in %.1f s", BENCH_MODEL, preset, instances, time.perf_counter() - started)
+    return BENCH_MODEL, "1", load_engine(paths["online"], paths["vae"])
+
+
+def served_engine(url: str, model: str, version: str) -> tuple[str, OnlineEngine, int]:
+    """The in-process twin of a served model (weights from its config), its version and thread count."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    config = client.get_model_config(model, as_json=True)["config"]
+    params = config_parameters(config)
+    if not version:
+        versions = client.get_model_metadata(model, as_json=True)["versions"]
+        version = max(versions, key=int)
+    files = VersionFiles.from_parameters(params, int(version))
+    threads = ServingParams.from_parameters(params).threads
+    return version, engine_from_files(files.files, default_cache_dir()), threads
+
+
+def in_process_chunks(engine: OnlineEngine, seconds: float) -> list[float]:
+    """Per-chunk seconds of the engine stepping one session in this process (first chunk excluded)."""
+    rate = engine.model.cfg.audio.sample_rate
+    session = engine.start(card_image(), seed=0)
+    a, b = speech_like(seconds, rate, 0), speech_like(seconds, rate, 1)
+    n = engine.chunk_samples
+    times = []
+    for k in range(0, a.size - n + 1, n):
+        started = time.perf_counter()
+        engine.step(session, a[k:k + n], b[k:k + n])
+        times.append(time.perf_counter() - started)
+    engine.close(session)
+    return times[1:]
+
+
+def single_stream(url: str, model: str, version: str, seconds: float) -> dict[str, Any]:
+    with StreamClient(url, model, version) as client:
+        info = client.open(card_image(), seed=0)
+        rate = int(info["sample_rate"])
+        report = run_stream(client, speech_like(seconds, rate, 0), speech_like(seconds, rate, 1), realtime=False)
+    out = report.summary()
+    out["chunk_p50_warm_s"] = percentile(report.latencies[1:], 50)
+    out["errors_list"] = report.errors[:5]
+    return out
+
+
+def measure(url: str, model: str, version: str, engine: OnlineEngine, threads: int, seconds: float,
+            streams: int) -> dict[str, Any]:
+    """All figures (seconds)."""
+    torch.set_num_threads(threads)
+    local = in_process_chunks(engine, seconds)
+    single = single_stream(url, model, version, seconds)
+    concurrent = probe(url, model, version, streams=streams, seconds=seconds, realtime=True).summary()
+    local_p50 = percentile(local, 50)
+    overhead = None if single["chunk_p50_warm_s"] is None or local_p50 is None else single["chunk_p50_warm_s"] - local_p50
+    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
+    return {
+        "model": model, "version": version, "preset": engine.model.cfg.name, "chunk_s": chunk_s, "threads": threads,
+        "single_rtf": single["rtf"], "single_ttff_s": single["ttff_s"], "single_chunk_p50_s": single["chunk_p50_s"],
+        "single_chunk_p99_s": single["chunk_p99_s"], "in_process_chunk_p50_s": local_p50,
+        "in_process_rtf": None if local_p50 is None else local_p50 / chunk_s,
+        "triton_overhead_s": overhead, "streams": streams, "concurrent_rtf": concurrent["rtf_per_stream"],
+        "concurrent_ttff_p95_s": concurrent["ttff_p95_s"], "concurrent_chunk_p50_s": concurrent["chunk_p50_s"],
+        "concurrent_chunk_p99_s": concurrent["chunk_p99_s"], "concurrent_max_lag_s": concurrent["max_lag_s"],
+        "errors": single["errors"] + concurrent["errors"],
+        "error_messages": single["errors_list"] + concurrent["error_messages"],
+    }
+
+
+def failures(figures: dict[str, Any], targets: Targets) -> list[str]:
+    """Which targets the figures miss (empty: all pass)."""
+    out = []
+    rtfs = [("single-stream RTF", figures["single_rtf"])] + [
+        (f"stream {i + 1}/{figures['streams']} RTF", r) for i, r in enumerate(figures["concurrent_rtf"])]
+    out += [f"{name} {r} > {targets.rtf}" for name, r in rtfs if r is None or r > targets.rtf]
+    if len(figures["concurrent_rtf"]) < figures["streams"]:
+        out.append(f"only {len(figures['concurrent_rtf'])} of {figures['streams']} concurrent streams completed")
+    ttff = figures["concurrent_ttff_p95_s"]
+    if ttff is None or ttff > targets.ttff_p95_s:
+        out.append(f"TTFF p95 {ttff} s > {targets.ttff_p95_s} s")
+    overhead = figures["triton_overhead_s"]
+    if overhead is None or overhead > targets.overhead_s:
+        out.append(f"Triton per-chunk overhead {overhead} s > {targets.overhead_s} s")
+    if figures["errors"] > targets.errors:
+        out.append(f"{figures['errors']} errors > {targets.errors}: {figures['error_messages'][:3]}")
+    return out
+
+
+def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1000:.1f} ms"
+
+    f = figures
+    print(f"{f['model']} v{f['version']} ({f['preset']}, chunk {f['chunk_s']:.3f} s, {f['threads']} thread(s)/instance)")
+    print(f"  single stream    RTF {f['single_rtf']}  TTFF {ms(f['single_ttff_s'])}  "
+          f"chunk p50 {ms(f['single_chunk_p50_s'])} p99 {ms(f['single_chunk_p99_s'])}")
+    print(f"  in process       RTF {f['in_process_rtf'] and round(f['in_process_rtf'], 4)}  "
+          f"chunk p50 {ms(f['in_process_chunk_p50_s'])}  -> Triton overhead {ms(f['triton_overhead_s'])} per chunk")
+    print(f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']}  TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  "
+          f"chunk p50 {ms(f['concurrent_chunk_p50_s'])} p99 {ms(f['concurrent_chunk_p99_s'])}  "
+          f"max lag {ms(f['concurrent_max_lag_s'])}")
+    print(f"  errors {f['errors']}" + (f"  {f['error_messages'][:3]}" if f["errors"] else ""))
+    if failed is not None:
+        print("PASS: every target met" if not failed else "FAIL:\n  " + "\n  ".join(failed))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``python -m serving.bench`` and ``lpm serve bench``."""
+    t = Targets()
+    p.add_argument("--url", default=os.environ.get("LPM_TRITON_GRPC_URL"), help="Triton gRPC host:port")
+    p.add_argument("--model", help="benchmark this served model instead of deploying an untrained one")
+    p.add_argument("--version", default="", help="served version (default: the newest)")
+    p.add_argument("--preset", default="tiny", help="preset of the untrained model (default %(default)s)")
+    p.add_argument("--repository", type=Path, default=os.environ.get("LPM_TRITON_REPOSITORY"),
+                   help="Triton model repository to deploy the untrained model into")
+    p.add_argument("--instances", type=int, default=2, help="model instances (default %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per instance (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=8.0, help="audio per stream (default %(default)s)")
+    p.add_argument("--streams", type=int, default=2, help="concurrent real-time streams (default %(default)s)")
+    p.add_argument("--keep", action="store_true", help="leave the untrained bench model loaded")
+    p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    p.add_argument("--target-rtf", type=float, default=t.rtf, help="max RTF per stream (default %(default)s)")
+    p.add_argument("--target-ttff", type=float, default=t.ttff_p95_s, help="max TTFF p95, s (default %(default)s)")
+    p.add_argument("--target-overhead", type=float, default=t.overhead_s,
+                   help="max Triton per-chunk overhead, s (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deploy (unless --model), measure, report; returns the exit code."""
+    import tritonclient.grpc as grpcclient
+
+    if not args.url:
+        raise RuntimeError("no Triton address: pass --url or `eval \"$(lpm services env)\"`")
+    with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:
+        if args.model:
+            model = args.model
+            version, engine, threads = served_engine(args.url, model, args.version)
+        else:
+            if not args.repository:
+                raise RuntimeError("no model repository: pass --repository or `eval \"$(lpm services env)\"`")
+            model, version, engine = deploy_untrained(args.preset, Path(args.repository), args.url,
+                                                      args.instances, args.threads, Path(tmp))
+            threads = args.threads
+        try:
+            figures = measure(args.url, model, version, engine, threads, args.seconds, args.streams)
+        finally:
+            if not args.model and not args.keep:
+                grpcclient.InferenceServerClient(args.url).unload_model(model)
+    targets = Targets(rtf=args.target_rtf, ttff_p95_s=args.target_ttff, overhead_s=args.target_overhead)
+    failed = failures(figures, targets) if args.check else None
+    if args.json:
+        print(json.dumps({**figures, "targets": asdict(targets), "failures": failed}))
+    else:
+        print_figures(figures, failed)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.bench", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
