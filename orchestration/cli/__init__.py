@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curation": ("orchestration.cli.curation", "benchmark curation: throughput and accuracy vs ground truth"),
     "run": ("orchestration.cli.run", "materialize the lineage (the main job)"),
     "model": ("orchestration.cli.model", "model presets: sizes, tokens, FLOPs"),
+    "stream": ("orchestration.cli.stream", "stream audio to the served Online LPM, write the video"),
+    "serve": ("orchestration.cli.serve", "serving benchmark and latency probe"),
 }
 
 
