@@ -92,12 +92,16 @@ class ObjectStore:
 
 
 def default_cache_dir() -> Path:
-    """``$LPM_SERVING_CACHE``, else ``$LPM_HOME/serving/cache``, else ``~/.cache/lpm/serving``."""
+    """``$LPM_SERVING_CACHE``, else ``$LPM_HOME/cache/weights``, else ``~/.cache/lpm/weights``.
+
+    Not ``$LPM_HOME/serving``: Triton runs in ``$LPM_HOME`` and the backend stub puts its working
+    directory on ``sys.path``, where a ``serving`` folder would shadow this package.
+    """
     if os.environ.get("LPM_SERVING_CACHE"):
         return Path(os.environ["LPM_SERVING_CACHE"])
     if os.environ.get("LPM_HOME"):
-        return Path(os.environ["LPM_HOME"]) / "serving" / "cache"
-    return Path.home() / ".cache" / "lpm" / "serving"
+        return Path(os.environ["LPM_HOME"]) / "cache" / "weights"
+    return Path.home() / ".cache" / "lpm" / "weights"
 
 
 def _verify(path: Path, ref: FileRef, origin: str) -> None:

@@ -167,3 +167,16 @@ def test_engine_loads_from_verified_files(tmp_path: Path, files: dict[str, Path]
     session = engine.start(np.zeros((32, 32, 3), np.uint8), seed=1)
     frames = engine.step(session, np.zeros(engine.chunk_samples, np.float32), np.zeros(engine.chunk_samples, np.float32))
     assert frames.shape[1:] == (32, 32, 3) and frames.dtype == np.uint8
+
+
+def test_the_weights_cache_never_shadows_the_serving_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Triton runs in $LPM_HOME with its working directory on the stub's sys.path: a folder named
+    # like a package there ($LPM_HOME/serving) would be imported instead of the real one
+    from serving.store import default_cache_dir
+
+    monkeypatch.delenv("LPM_SERVING_CACHE", raising=False)
+    monkeypatch.setenv("LPM_HOME", str(tmp_path))
+    cache = default_cache_dir()
+    assert cache.is_relative_to(tmp_path) and cache.relative_to(tmp_path).parts[0] not in {"serving", "lpm_models"}
+    monkeypatch.setenv("LPM_SERVING_CACHE", str(tmp_path / "elsewhere"))
+    assert default_cache_dir() == tmp_path / "elsewhere"
