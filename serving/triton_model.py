@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from serving.store import default_cache_dir
 
 log = logging.getLogger("serving.triton_model")
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+STATS_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,14 @@ class TritonPythonModel:
         log.info("%s ready: %s", args["model_instance_name"], self.info)
 
     def _evict_loop(self) -> None:
+        last_report, last_chunks = time.monotonic(), 0
         while not self._stop.wait(self.params.eviction_interval_s):
             try:
                 self.service.evict_idle()
+                stats = self.service.stats()
+                if time.monotonic() - last_report >= STATS_EVERY_S and stats["chunks"] != last_chunks:
+                    log.info("%s stats: %s", self.info["instance"], stats)
+                    last_report, last_chunks = time.monotonic(), stats["chunks"]
             except Exception:  # keep evicting; a failure here must not kill the instance
                 log.exception("idle eviction failed")
 

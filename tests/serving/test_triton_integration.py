@@ -60,8 +60,9 @@ def served(lpm_stack: SessionStack, tmp_path_factory: pytest.TempPathFactory) ->
     repository = stack.settings.triton_repository
     # the prompt encoder loads with the model: a first prompt that loads it lazily takes longer than
     # the short idle timeout used here, and Triton would drop that sequence
-    settings = ServeSettings(ServingParams(idle_timeout_s=IDLE_S, eviction_interval_s=0.5), instances=1,
-                             max_sessions=4)
+    # (frames_per_response=3: a chunk's 4 frames come back in two responses)
+    settings = ServeSettings(ServingParams(idle_timeout_s=IDLE_S, eviction_interval_s=0.5, frames_per_response=3),
+                             instances=1, max_sessions=4)
     build_model(repository, descriptors[1], registered_model="lpm-online", version=1, run_id="run-v1",
                 triton_model=MODEL, settings=settings)
     client = grpcclient.InferenceServerClient(stack.settings.triton_grpc_url)
@@ -122,6 +123,7 @@ def test_prompts_stream_info_and_a_paced_conversation(served: Served) -> None:
         report = run_stream(client, speech, None, realtime=True, prompts={2: "laughs"}, on_reply=replies.append)
     assert report.errors == [] and report.chunks == 5 and report.ttff_s is not None and report.rtf is not None
     assert [r.chunk_index for r in replies] == list(range(5))
+    assert [len(r.frames) for r in replies] == [1, 2, 2, 2, 2]  # frames_per_response=3
     assert [r.first_frame for r in replies] == [0] + [info["first_chunk_frames"] + info["chunk_frames"] * k
                                                       for k in range(4)]
     assert report.frames == info["first_chunk_frames"] + 4 * info["chunk_frames"]
