@@ -183,12 +183,12 @@ def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by ``python -m serving.bench`` and ``lpm serve bench``."""
     t = Targets()
-    p.add_argument("--url", default=os.environ.get("LPM_TRITON_GRPC_URL"), help="Triton gRPC host:port")
+    p.add_argument("--url", help="Triton gRPC host:port (default $LPM_TRITON_GRPC_URL)")
     p.add_argument("--model", help="benchmark this served model instead of deploying an untrained one")
     p.add_argument("--version", default="", help="served version (default: the newest)")
     p.add_argument("--preset", default="tiny", help="preset of the untrained model (default %(default)s)")
-    p.add_argument("--repository", type=Path, default=os.environ.get("LPM_TRITON_REPOSITORY"),
-                   help="Triton model repository to deploy the untrained model into")
+    p.add_argument("--repository", type=Path,
+                   help="Triton model repository to deploy the untrained model into (default $LPM_TRITON_REPOSITORY)")
     p.add_argument("--instances", type=int, default=2, help="model instances (default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per instance (default %(default)s)")
     p.add_argument("--seconds", type=float, default=8.0, help="audio per stream (default %(default)s)")
@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     """Deploy (unless --model), measure, report; returns the exit code."""
     import tritonclient.grpc as grpcclient
 
+    args.url = args.url or os.environ.get("LPM_TRITON_GRPC_URL")
+    args.repository = args.repository or os.environ.get("LPM_TRITON_REPOSITORY")
     if not args.url:
         raise RuntimeError("no Triton address: pass --url or `eval \"$(lpm services env)\"`")
     with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:

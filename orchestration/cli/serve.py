@@ -13,13 +13,13 @@ def _stack_env() -> None:
     from infra.local.settings import StackSettings
 
     for key, value in StackSettings.from_env().client_env().items():
-        os.environ.setdefault(key, value)
+        if not os.environ.get(key):
+            os.environ[key] = value
 
 
 def register(sub: Any, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description="Measure the served Online LPM.")
     cmds = p.add_subparsers(dest="serve_command", metavar="ACTION", required=True)
-    _stack_env()
     from serving.bench import add_arguments
 
     bench = cmds.add_parser("bench", help="RTF (1 and N streams), TTFF, Triton overhead, errors; --check gates",
@@ -32,7 +32,7 @@ def register(sub: Any, name: str, help_text: str) -> None:
                          description="Open K sessions paced at real time and print latency statistics.")
     pr.add_argument("--model", default="lpm-online", help="Triton model name (default %(default)s)")
     pr.add_argument("--version", default="", help="model version (default: the server's choice)")
-    pr.add_argument("--url", default=os.environ.get("LPM_TRITON_GRPC_URL"), help="Triton gRPC host:port")
+    pr.add_argument("--url", help="Triton gRPC host:port (default: $LPM_TRITON_GRPC_URL or the local stack)")
     pr.add_argument("--streams", type=int, default=2, help="concurrent streams (default %(default)s)")
     pr.add_argument("--seconds", type=float, default=5.0, help="audio per stream (default %(default)s)")
     pr.set_defaults(func=_probe)
@@ -41,12 +41,14 @@ def register(sub: Any, name: str, help_text: str) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from serving.bench import run
 
+    _stack_env()
     return run(args)
 
 
 def _probe(args: argparse.Namespace) -> int:
     from serving.probe import probe
 
-    summary = probe(args.url, args.model, args.version, streams=args.streams, seconds=args.seconds).summary()
+    _stack_env()
+    summary = probe(args.url or os.environ["LPM_TRITON_GRPC_URL"], args.model, args.version, streams=args.streams, seconds=args.seconds).summary()
     print(json.dumps(summary, indent=1))
     return 1 if summary["errors"] else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -53,7 +54,10 @@ def register(sub: Any, name: str, help_text: str) -> None:
 
 
 def _progress(report: Any, total: int) -> None:
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty():  # logs: one line per tenth of the stream
+        if report.chunks % max(1, total // 10) == 0 or report.chunks == total:
+            logging.getLogger("lpm.stream").info("chunk %d/%d, %d frames, rtf %.2f, %d errors", report.chunks, total,
+                                                 report.frames, report.rtf or 0.0, len(report.errors))
         return
     rtf = report.rtf
     sys.stderr.write(f"\r  chunk {report.chunks}/{total}  frames {report.frames}  "
