@@ -11,6 +11,7 @@ interpolated; long gaps or jumps break a track. Outputs are in source pixels.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from lpm_models.data.curation.config import CurationConfig, TrackConfig
 from lpm_models.data.curation.pose import head_pose, mouth_opening
 from lpm_models.data.curation.types import FaceTrack, Rejected, Shot
-from lpm_models.data.curation.video_io import DecodeReport, analysis_size, iter_frames, probe
+from lpm_models.data.curation.video_io import analysis_size, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +243,27 @@ def track_faces(
     shot (kept or rejected) in order of first frame, then left to right.
     """
     cfg = cfg or CurationConfig()
-    tc = cfg.tracks
     info = probe(video_path)
     size = analysis_size(info.width, info.height, cfg.decode.analysis_max_side)
-    scale = info.width / size[0]
+    frames = iter_frames(video_path, start_frame=shot.start_frame, end_frame=shot.end_frame,
+                         max_side=cfg.decode.analysis_max_side, threads=cfg.decode.threads)
+    return track_frames(frames, shot, cfg.tracks, scale=info.width / size[0], frame_size=(info.width, info.height))
+
+
+def track_frames(
+    frames: Iterable[tuple[int, np.ndarray]], shot: Shot, tc: TrackConfig, *, scale: float,
+    frame_size: tuple[int, int],
+) -> tuple[list[FaceTrack], list[tuple[str, Rejected]]]:
+    """Face tracks of one shot from its ``(absolute index, (H, W, 3) uint8 RGB)`` analysis frames.
+
+    ``scale``: source pixels per analysis pixel; ``frame_size``: source (width, height). Returns
+    what :func:`track_faces` returns; that function feeds this one from a video file.
+    """
     tracker = _Tracker(tc, shot.fps)
-    report = DecodeReport()
+    seen = 0
     try:
-        for index, rgb in iter_frames(video_path, start_frame=shot.start_frame, end_frame=shot.end_frame,
-                                      max_side=cfg.decode.analysis_max_side, threads=cfg.decode.threads,
-                                      report=report):
+        for index, rgb in frames:
+            seen += 1
             if (index - shot.start_frame) % max(1, tc.detect_every) == 0:
                 tracker.detect(rgb)
             if (index - shot.start_frame) % max(1, tc.mesh_every) == 0 or index == shot.end_frame - 1:
@@ -265,8 +277,8 @@ def track_faces(
                                             f"{tracker.crowded_rounds}/{tracker.rounds} detection rounds"))]
     if not tracker.done:
         return [], [(shot.shot_id, Rejected("no_face", f"no face found in {tracker.rounds} detection rounds "
-                                                       f"over {report.yielded} frames"))]
-    return _finalise(shot, tracker, scale, (info.width, info.height), tc)
+                                                       f"over {seen} frames"))]
+    return _finalise(shot, tracker, scale, frame_size, tc)
 
 
 def _finalise(shot: Shot, tracker: _Tracker, scale: float, frame_size: tuple[int, int],
