@@ -8,7 +8,8 @@ Needs a running Triton and object store (``lpm services up``) and their environm
 (``eval "$(lpm services env)"``: LPM_TRITON_GRPC_URL, LPM_TRITON_REPOSITORY, LPM_S3_*).
 Figures: single-stream RTF (as fast as possible), RTF of each of N concurrent streams
 paced at real time, TTFF p95, per-chunk p50/p99, Triton per-chunk overhead against the same
-model stepped in process (same thread count), errors.
+model stepped in process (same thread count), errors; for reference, the RTF of N sessions
+stepped in process at once (what the machine allows at all).
 """
 
 from __future__ import annotations
@@ -109,6 +110,25 @@ def in_process_chunks(engine: OnlineEngine, seconds: float) -> list[float]:
     return times[1:]
 
 
+def in_process_parallel(engine: OnlineEngine, seconds: float, streams: int) -> list[float]:
+    """RTF of ``streams`` sessions stepped at once in this process (one thread each): the machine's ceiling."""
+    import threading
+
+    rtfs: list[float] = []
+    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
+
+    def one() -> None:
+        times = in_process_chunks(engine, seconds)
+        rtfs.append(sum(times) / len(times) / chunk_s if times else float("nan"))
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [round(r, 4) for r in rtfs]
+
+
 def single_stream(url: str, model: str, version: str, seconds: float) -> dict[str, Any]:
     with StreamClient(url, model, version) as client:
         info = client.open(card_image(), seed=0)
@@ -127,6 +147,7 @@ def measure(url: str, model: str, version: str, engine: OnlineEngine, threads: i
     local = in_process_chunks(engine, seconds)
     single = single_stream(url, model, version, seconds)
     concurrent = probe(url, model, version, streams=streams, seconds=seconds, realtime=True).summary()
+    parallel = in_process_parallel(engine, seconds, streams)
     local_p50 = percentile(local, 50)
     overhead = None if single["chunk_p50_warm_s"] is None or local_p50 is None else single["chunk_p50_warm_s"] - local_p50
     chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
@@ -136,7 +157,7 @@ def measure(url: str, model: str, version: str, engine: OnlineEngine, threads: i
         "single_chunk_p99_s": single["chunk_p99_s"], "in_process_chunk_p50_s": local_p50,
         "in_process_rtf": None if local_p50 is None else local_p50 / chunk_s,
         "triton_overhead_s": overhead, "streams": streams, "concurrent_rtf": concurrent["rtf_per_stream"],
-        "concurrent_ttff_p95_s": concurrent["ttff_p95_s"], "concurrent_chunk_p50_s": concurrent["chunk_p50_s"],
+        "in_process_parallel_rtf": parallel, "concurrent_ttff_p95_s": concurrent["ttff_p95_s"], "concurrent_chunk_p50_s": concurrent["chunk_p50_s"],
         "concurrent_chunk_p99_s": concurrent["chunk_p99_s"], "concurrent_max_lag_s": concurrent["max_lag_s"],
         "errors": single["errors"] + concurrent["errors"],
         "error_messages": single["errors_list"] + concurrent["error_messages"],
@@ -175,6 +196,8 @@ def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
     print(f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']}  TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  "
           f"chunk p50 {ms(f['concurrent_chunk_p50_s'])} p99 {ms(f['concurrent_chunk_p99_s'])}  "
           f"max lag {ms(f['concurrent_max_lag_s'])}")
+    print(f"  {f['streams']} sessions in process, one thread each (the machine's ceiling): RTF each "
+          f"{f['in_process_parallel_rtf']}")
     print(f"  errors {f['errors']}" + (f"  {f['error_messages'][:3]}" if f["errors"] else ""))
     if failed is not None:
         print("PASS: every target met" if not failed else "FAIL:\n  " + "\n  ".join(failed))
