@@ -208,5 +208,6 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self._stop.set()
+        self._evictor.join(timeout=5.0)
         closed = self.service.drain()
         log.info("finalize: drained %d sessions, stats %s", len(closed), self.service.stats())
