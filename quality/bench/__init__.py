@@ -1,0 +1,12 @@
+"""LPM-Bench metrics: one module per dimension over one shared perception pass per video.
+
+- :mod:`.features`      the shared pass (face-mesh track, pose, mouth, dlib embeddings) -> FaceFeatures
+- :mod:`.sync`          Audio-Video Sync (landmark mouth vs speech; SyncNet Sync-C/D with weights)
+- :mod:`.identity`      Identity Consistency (dlib distance, drift per minute; ArcFace CSIM with weights)
+- :mod:`.motion`        Motion Dynamics (Frechet distances, diversity, listening paired FD / rPCC)
+- :mod:`.text_control`  Text Controllability (detected vs prompted actions: precision / recall / F1)
+- :mod:`.visual`        PSNR / SSIM vs aligned ground truth; FID / FVD with weights
+- :mod:`.evaluate`      ``evaluate_video``: every dimension for one case
+- :mod:`.groundtruth`, :mod:`.validate`  known-answer cases from the synthetic corpus, degraded
+  variants, and the validation report (``python -m quality.bench.validate``)
+"""
