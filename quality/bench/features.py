@@ -14,7 +14,6 @@ uint8 RGB array with its frame rate (:class:`VideoSource`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ from lpm_models.data.curation.config import TrackConfig
 from lpm_models.data.curation.crops import square_crop
 from lpm_models.data.curation.identity import EMBEDDING_DIM, FaceEncoder
 from lpm_models.data.curation.tracks import track_frames
-from lpm_models.data.curation.types import FaceTrack, Shot
+from lpm_models.data.curation.types import FaceTrack, Shot, load_npz, save_npz
 from lpm_models.data.curation.understanding import FaceSignals, face_signals
 from lpm_models.data.curation.video_io import analysis_size, iter_frames, probe, read_audio
 
@@ -190,14 +189,12 @@ class FaceFeatures:
         if self.track is not None:
             meta["track"] = {k: v for k, v in vars(self.track).items() if not isinstance(v, np.ndarray)}
             arrays |= {f"track_{k}": v for k, v in vars(self.track).items() if isinstance(v, np.ndarray)}
-        np.savez_compressed(path, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        save_npz(path, meta, arrays)
 
     @classmethod
     def load(cls, path: Path) -> "FaceFeatures":
         """Read a file written by :meth:`save`."""
-        with np.load(path) as data:
-            meta = json.loads(bytes(data["__meta__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        meta, arrays = load_npz(path)
         track = None
         if meta["has_track"]:
             track = FaceTrack(**meta["track"], **{k[6:]: v for k, v in arrays.items() if k.startswith("track_")})

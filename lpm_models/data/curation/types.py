@@ -16,6 +16,19 @@ import numpy as np
 LABELS = ("idle", "speak", "listen")  # per-frame label codes 0, 1, 2
 
 
+def save_npz(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write JSON-able ``meta`` and named arrays to one compressed ``.npz`` file."""
+    np.savez_compressed(path, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+
+
+def load_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(meta, arrays) of a file written by :func:`save_npz`."""
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["__meta__"]).decode())
+        arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    return meta, arrays
+
+
 class Rejected(Exception):
     """A subject (video, shot, track, clip) was rejected by a stage, with a reason code and detail."""
 
@@ -79,13 +92,11 @@ class FaceTrack:
     def save(self, path: Path) -> None:
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
         scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in arrays}
-        np.savez_compressed(path, __meta__=np.frombuffer(json.dumps(scalars).encode(), dtype=np.uint8), **arrays)
+        save_npz(path, scalars, arrays)
 
     @classmethod
     def load(cls, path: Path) -> "FaceTrack":
-        with np.load(path) as data:
-            scalars = json.loads(bytes(data["__meta__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        scalars, arrays = load_npz(path)
         return cls(**scalars, **arrays)
 
 
