@@ -202,6 +202,23 @@ class FaceFeatures:
                    arrays["embed_frames"], arrays["embeddings"], arrays["frame_change"], dict(meta["seconds"]))
 
 
+class Progress:
+    """Logs ``features: <what> done/total (rate/s, ETA)`` at most every :data:`PROGRESS_EVERY_S` seconds."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what, self.total = what, total
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        log.info("features: %s %d/%d (%.1f/s, ETA %.0f s)", self.what, done, self.total, rate,
+                 max(self.total - done, 0) / max(rate, 1e-9))
+
+
 def _primary(tracks: list[FaceTrack]) -> FaceTrack | None:
     """The character's track: the longest, then the largest face."""
     if not tracks:
@@ -210,6 +227,7 @@ def _primary(tracks: list[FaceTrack]) -> FaceTrack | None:
 
 
 THUMB = 64  # side of the grey thumbnails frame_change compares
+PROGRESS_EVERY_S = 30.0  # long videos log tracking progress this often
 
 
 def track_video(source: VideoSource, cfg: FeatureConfig) -> tuple[FaceTrack | None, np.ndarray]:
@@ -218,16 +236,19 @@ def track_video(source: VideoSource, cfg: FeatureConfig) -> tuple[FaceTrack | No
     size = analysis_size(width, height, cfg.analysis_max_side)
     change: list[float] = []
 
+    n_hint = len(source.array) if source.array is not None else probe(source.path).n_frames  # type: ignore[arg-type]
+
     def measured() -> Iterator[tuple[int, np.ndarray]]:
         previous = None
+        progress = Progress("tracked", n_hint)
         for index, rgb in source.frames(max_side=cfg.analysis_max_side):
             grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
             thumb = grey.astype(np.float32) / 255.0
             change.append(0.0 if previous is None else float(np.abs(thumb - previous).max()))
             previous = thumb
             yield index, rgb
+            progress.update(len(change))
 
-    n_hint = len(source.array) if source.array is not None else probe(source.path).n_frames  # type: ignore[arg-type]
     shot = Shot("bench", 0, 0, n_hint, source.fps)
     kept, rejected = track_frames(measured(), shot, cfg.tracking, scale=width / size[0], frame_size=(width, height))
     for subject, reason in rejected:
@@ -279,10 +300,12 @@ def extract_features(video: VideoSource | Path | str | np.ndarray, fps: float | 
     vectors = np.full((len(frames), EMBEDDING_DIM), np.nan)
     position = {int(f): i for i, f in enumerate(frames)}
     encoder = face_encoder()
-    for frame, crop in sample_crops(source, track, frames, cfg.crop_size):
+    progress = Progress("embedded", len(frames))
+    for k, (frame, crop) in enumerate(sample_crops(source, track, frames, cfg.crop_size)):
         vector = encoder.embed_crop(crop)
         if vector is not None:
             vectors[position[frame]] = vector
+        progress.update(k + 1)
     t2 = time.perf_counter()
     found = int(np.isfinite(vectors[:, 0]).sum())
     log.info("features: %d frames, face on %.0f%%, %d/%d crops embedded; track %.1f s (%.0f fps), embed %.1f s",
