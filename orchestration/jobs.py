@@ -19,3 +19,12 @@ dataset_job = dg.define_asset_job(
     description="Identities and references across all curated videos, then a new curated dataset version "
     "(its Great Expectations checks are blocking).",
 )
+
+TRAINING_ASSETS = ["video_vae", "base_lpm", "online_lpm"]
+
+train_models_job = dg.define_asset_job(
+    "train_models", selection=TRAINING_ASSETS,
+    description="Video VAE -> Base LPM (FSDP, out of process via Dagster Pipes) -> Online LPM (distilled) on the "
+    "newest curated dataset; each registered in MLflow (lpm-vae, lpm-base, lpm-online; alias challenger). "
+    "Run config defaults are short CPU budgets; see orchestration.assets.training.training_run_config.",
+)

@@ -69,8 +69,12 @@ def _progress(job: str, done: int, total: int, started: float) -> None:
     log.info("%s: %d/%d partitions done, %.0f s elapsed, ETA %.0f s", job, done, total, elapsed, eta)
 
 
-def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2) -> list[StepReport]:
-    """Run every stage of the lineage in order. The environment must point at a running stack."""
+def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2,
+                training: dict[str, Any] | None = None) -> list[StepReport]:
+    """Run every stage of the lineage in order. The environment must point at a running stack.
+
+    ``training``: run config of the ``train_models`` job (None: its short CPU budgets; see
+    ``orchestration.assets.training.training_run_config``)."""
     from orchestration.assets.ingest import RAW_BUCKET, RAW_PREFIX, partition_key_for, raw_video_partitions
     from orchestration.resources import object_store_from_env
 
@@ -88,9 +92,9 @@ def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2) -> list[
     known = set(instance.get_dynamic_partitions(raw_video_partitions.name))
     instance.add_dynamic_partitions(raw_video_partitions.name, [k for k in keys if k not in known])
     reports.append(run_partitions("curate_video", keys, workers))
-    for job in ("build_dataset",):
+    for job, run_config in (("build_dataset", None), ("train_models", training)):
         step, started = StepReport(job, runs=1), time.perf_counter()
-        if not run_job(job):
+        if not run_job(job, run_config):
             step.failed.append(job)
         reports.append(_timed(step, started))
         if step.failed:

@@ -1,13 +1,15 @@
 """Distil a Base LPM teacher into an Online LPM: ODE regression -> DMD -> self-forcing -> refiner.
 
-    python -m lpm_models.online.distill --teacher base.pt --dataset DATASET_DIR --out OUT_DIR
+    python -m lpm_models.online.distill --teacher base.pt --dataset DIR_OR_S3 --out OUT_DIR [--reporter SPEC]
 
 Conditions come from curated dataset windows; the teacher's guided ODE trajectories are
 computed once per run. Each stage trains with Lightning, then is measured on held-out
 conditions (student streaming vs teacher samples, before and after the stage). Writes
 ``OUT_DIR/online.pt`` (consolidated, ``load_online``), ``metrics.json`` (per stage) and
 ``metrics.jsonl`` (per step). ``distill()`` is the programmatic entry the orchestrator
-calls with its own ``report(metrics, step)`` (e.g. MLflow logging).
+calls with its own ``report(metrics, step)`` (e.g. MLflow logging); the CLI sends the same
+metrics to a ``--reporter`` (``start``, ``progress`` per step and per stage, ``done``), the
+hook the orchestrator uses to stream them back over Dagster Pipes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,8 +30,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from lpm_models.base.data import fetch_dataset
 from lpm_models.base.model import BaseLPM
 from lpm_models.base.sampler import Guidance
+from lpm_models.base.train import resolve_reporter
 from lpm_models.base.dit import LPMDiT
 from lpm_models.online.config import OnlineConfig, online_preset
 from lpm_models.online.lit import STAGES, DistillReporter, StageModule, StageSettings
@@ -188,7 +193,7 @@ def _parse_steps(text: str) -> dict[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lpm_models.online.distill", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", type=Path, required=True, help="consolidated Base LPM checkpoint")
-    p.add_argument("--dataset", type=Path, required=True, help="curated dataset directory (manifest + shards)")
+    p.add_argument("--dataset", required=True, help="curated dataset directory (manifest + shards) or s3://bucket/prefix")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--vae", type=Path, help="VAE weights (default: the teacher config's vae.pretrained_path)")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
@@ -204,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--reporter", default="logging", help="'logging', 'jsonl:PATH' or 'module:factory'")
     return p
 
 
@@ -232,18 +238,38 @@ def main(argv: list[str] | None = None) -> int:
                         teacher_substeps=args.teacher_substeps, clips=args.clips, heldout=args.heldout, seed=args.seed,
                         settings=replace(StageSettings(), lr=args.lr))
     text = TextEncoder(teacher.cfg.text)
-    train, heldout = prepare_samples(teacher, vae, args.dataset, online, cfg, text.encode)
+    reporter = resolve_reporter(args.reporter)
+    started = time.perf_counter()
+    dataset_dir = fetch_dataset(str(args.dataset), args.out / "cache")
+    reporter("start", {"preset": teacher.cfg.name, "stages": ",".join(stages), "clips": cfg.clips,
+                       "heldout": cfg.heldout, "batch_size": cfg.batch_size, "teacher_substeps": cfg.teacher_substeps,
+                       **{f"steps_{s}": cfg.steps.get(s, 0) for s in stages}})
+    train, heldout = prepare_samples(teacher, vae, dataset_dir, online, cfg, text.encode)
     student = OnlineLPM.from_base(teacher, online)
     args.out.mkdir(parents=True, exist_ok=True)
     jsonl = args.out / "metrics.jsonl"
     jsonl.unlink(missing_ok=True)
-    results = distill(teacher, student, train, heldout, cfg, jsonl=jsonl)
+    results = distill(teacher, student, train, heldout, cfg, jsonl=jsonl,
+                      report=lambda metrics, step: reporter("progress", {"step": step, **metrics}))
     meta = {"teacher_sha256": _sha256(args.teacher), "teacher_file": args.teacher.name, "stages": list(stages),
             "distill_config": {k: v for k, v in asdict(cfg).items() if k != "settings"}, "metrics": results}
     save_online(student, args.out / "online.pt", metadata=meta)
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     log.info("wrote %s", args.out / "online.pt")
+    last = results.get(stages[-1], {}) if stages else {}
+    reporter("done", {"path": str(args.out / "online.pt"), "stages": ",".join(stages),
+                      "steps": sum(cfg.steps.get(s, 0) for s in stages), "final_loss": _final_loss(last),
+                      "seconds": round(time.perf_counter() - started, 1),
+                      **{key: value for key, value in last.items() if key.startswith("heldout_")}})
     return 0
+
+
+def _final_loss(metrics: dict[str, float]) -> float | None:
+    """The last stage's generator loss (DMD stages) or regression loss (ODE stage), tail-averaged."""
+    for key in ("dmd_loss_last", "ode_loss_last", "regression_loss_last"):
+        if key in metrics:
+            return metrics[key]
+    return None
 
 
 if __name__ == "__main__":

@@ -15,11 +15,15 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--conversations", type=int, default=12, help="synthetic conversations (default 12)")
     p.add_argument("--duration", type=float, default=24.0, help="seconds per conversation (default 24)")
     p.add_argument("--size", type=int, default=256, help="face region size in pixels (default 256)")
+    p.add_argument("--budget", choices=("short", "long"), default="short",
+                   help="training budgets of video_vae, base_lpm, online_lpm: 'short' CPU minutes (default) or "
+                   "'long' (hours on CPU, better models)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from infra.local.settings import StackSettings
+    from orchestration.assets.training import training_run_config
     from orchestration.pipeline import ensure_env, run_lineage
 
     settings = StackSettings.from_env()
@@ -30,7 +34,8 @@ def _run(args: argparse.Namespace) -> int:
     ensure_env(settings.client_env())
     started = time.perf_counter()
     reports = run_lineage(corpus={"seed": args.seed, "conversations": args.conversations,
-                                  "duration_s": args.duration, "size": args.size})
+                                  "duration_s": args.duration, "size": args.size},
+                           training=training_run_config(args.budget))
     total = time.perf_counter() - started
     print("\nLineage:")
     for r in reports:
@@ -38,9 +43,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {r.job:<28} runs={r.runs:<4} {r.seconds:7.1f} s  {status}")
     print(f"  total {total:.1f} s\n")
     print("Where to look:")
-    print(f"  Dagster UI     {settings.dagster_url}  (Assets -> raw_videos, synthetic_corpus; Runs)")
-    print(f"  MLflow UI      {settings.mlflow_uri}  (experiment 'lpm')")
-    print(f"  Object store   {settings.s3_endpoint}  (buckets lpm-raw, lpm-data; keys: `lpm services env`)")
+    print(f"  Dagster UI     {settings.dagster_url}  (Assets -> raw_videos, curated_dataset, online_lpm; Runs)")
+    print(f"  MLflow UI      {settings.mlflow_uri}  (experiment 'lpm'; Models -> lpm-vae, lpm-base, lpm-online)")
+    print(f"  Object store   {settings.s3_endpoint}  (buckets lpm-raw, lpm-data, lpm-models; keys: `lpm services env`)")
     print(f"  Triton         grpc {settings.triton_grpc_url}, http {settings.triton_http_url}")
     print(f"  Catalog        {settings.catalog_db_url.split('@')[-1]}  (`lpm catalog show source_videos`)")
+    _print_models(settings.mlflow_uri)
     return 0 if all(not r.failed for r in reports) else 1
+
+
+def _print_models(tracking_uri: str) -> None:
+    """Where the trained models are: registry alias -> version, descriptor files in the object store."""
+    from mlflow.exceptions import MlflowException
+
+    from orchestration.registry import CHALLENGER, MODEL_NAMES, resolve_model
+
+    print("\nModels (MLflow registry; weights in the object store, listed by model/lpm_model.json):")
+    for name in MODEL_NAMES.values():
+        try:
+            version, descriptor = resolve_model(tracking_uri, name, CHALLENGER)
+        except MlflowException:
+            print(f"  {name:<11} not registered yet")
+            continue
+        files = ", ".join(f"{k}={ref.uri}" for k, ref in sorted(descriptor.files.items()))
+        print(f"  {name}@{CHALLENGER} = version {version.version}  {tracking_uri}/#/models/{name}/versions/"
+              f"{version.version}\n      {files}")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.resources.catalog import CatalogResource
+from orchestration.resources.launcher import TrainingLauncher
 from orchestration.resources.object_store import ObjectStoreResource
 from orchestration.resources.tracking import MlflowResource
 from orchestration.resources.triton import TritonResource
 
 __all__ = [
-    "CatalogResource", "MlflowResource", "ObjectStoreResource", "TritonResource", "default_resources",
+    "CatalogResource", "MlflowResource", "ObjectStoreResource", "TrainingLauncher", "TritonResource", "default_resources",
     "object_store_from_env",
 ]
 
@@ -30,6 +31,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             http_url=dg.EnvVar("LPM_TRITON_HTTP_URL"),
             repository=dg.EnvVar("LPM_TRITON_REPOSITORY"),
         ),
+        "launcher": TrainingLauncher(),
     }
 
 
