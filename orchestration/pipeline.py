@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +47,13 @@ def _timed(report: StepReport, started: float) -> StepReport:
 
 
 def run_partitions(job: str, keys: list[str], workers: int) -> StepReport:
-    """One run per partition, ``workers`` at a time in separate processes; progress with ETA."""
+    """One run per partition, ``workers`` at a time in separate processes; progress with ETA.
+
+    Workers are spawned, never forked: a fork of this process (Dagster, torch and mediapipe
+    threads already running) can corrupt native memory. A worker that dies (a native crash
+    in a decoder or face model) breaks only its pool: the partitions it had not finished run
+    once more in a fresh pool, and a partition that kills its worker twice is reported failed.
+    """
     step, started = StepReport(job, runs=len(keys)), time.perf_counter()
     if workers <= 1:
         outcomes = ((key, run_job(job, partition_key=key)) for key in keys)
@@ -54,12 +62,34 @@ def run_partitions(job: str, keys: list[str], workers: int) -> StepReport:
             if not ok:
                 step.failed.append(key)
         return _timed(step, started)
-    with ProcessPoolExecutor(workers) as pool:
-        futures = {pool.submit(run_job, job, None, key): key for key in keys}
-        for done, future in enumerate(as_completed(futures), 1):
-            _progress(job, done, len(keys), started)
-            if not future.result():
-                step.failed.append(futures[future])
+    pending, done, attempts = list(keys), 0, dict.fromkeys(keys, 0)
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        crashed: list[str] = []
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(run_job, job, None, key): key for key in pending}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    ok = future.result()
+                except BrokenProcessPool:
+                    crashed.append(key)
+                    continue
+                done += 1
+                _progress(job, done, len(keys), started)
+                if not ok:
+                    step.failed.append(key)
+        for key in crashed:
+            attempts[key] += 1
+        lost = [k for k in crashed if attempts[k] >= 2]
+        if lost:
+            log.error("%s: partitions %s crashed their worker twice; see the Dagster UI", job, ", ".join(lost))
+            step.failed += lost
+            done += len(lost)
+        pending = [k for k in crashed if attempts[k] < 2]
+        if pending:
+            log.warning("%s: a worker process died; re-running %d unfinished partition(s) in a fresh pool",
+                        job, len(pending))
     return _timed(step, started)
 
 

@@ -8,6 +8,10 @@ going) and a hangover of ``hangover_frames`` after the last voiced frame. Per ch
 - ``responding`` when the character's channel is active at least as much as the other;
 - ``listening`` when only (or mostly) the interlocutor is active;
 - ``idle`` when neither is.
+
+Voiced frames decide first; hangover frames only break a tie when neither channel is
+voiced in the chunk (a pause inside a turn keeps its state; a turn handed to the other
+speaker switches at once, even while the first channel's hangover runs out).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class VADState:
 
 @dataclass(frozen=True)
 class RuntimeReport:
-    """One chunk: state, per-frame activity (F,) bool of each channel, and their active fractions."""
+    """One chunk: state, per-frame activity (F,) bool of each channel (voiced or in hangover), and
+    their active fractions."""
 
     state: RuntimeState
     chunk_index: int
@@ -75,25 +80,40 @@ def frame_levels_db(samples: np.ndarray, samples_per_frame: int) -> np.ndarray:
         return np.maximum(20.0 * np.log10(rms), DB_FLOOR)
 
 
-def vad(levels_db: np.ndarray, state: VADState, cfg: VADConfig) -> tuple[np.ndarray, VADState]:
-    """Per-frame activity (F,) bool with hysteresis and hangover, and the channel's new state."""
+def vad_frames(levels_db: np.ndarray, state: VADState, cfg: VADConfig) -> tuple[np.ndarray, np.ndarray, VADState]:
+    """Per-frame (F,) bool voiced and active (voiced or hangover) with hysteresis, and the new state."""
     active = np.zeros(len(levels_db), dtype=bool)
+    voiced_frames = np.zeros(len(levels_db), dtype=bool)
     voiced, hang = state.voiced, state.hang
     for i, level in enumerate(levels_db):
         voiced = level >= cfg.on_db or (voiced and level >= cfg.off_db)
         if voiced:
             hang = cfg.hangover_frames
-            active[i] = True
+            active[i] = voiced_frames[i] = True
         else:
             active[i] = hang > 0
             hang = max(hang - 1, 0)
-    return active, VADState(voiced, hang)
+    return voiced_frames, active, VADState(voiced, hang)
 
 
-def decide(self_activity: np.ndarray, other_activity: np.ndarray) -> RuntimeState:
-    """State of a (post-warmup) chunk from both channels' activity."""
-    s = float(self_activity.mean()) if self_activity.size else 0.0
-    o = float(other_activity.mean()) if other_activity.size else 0.0
+def vad(levels_db: np.ndarray, state: VADState, cfg: VADConfig) -> tuple[np.ndarray, VADState]:
+    """Per-frame activity (F,) bool with hysteresis and hangover, and the channel's new state."""
+    _, active, new_state = vad_frames(levels_db, state, cfg)
+    return active, new_state
+
+
+def _fraction(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else 0.0
+
+
+def decide(self_activity: np.ndarray, other_activity: np.ndarray, self_voiced: np.ndarray | None = None,
+           other_voiced: np.ndarray | None = None) -> RuntimeState:
+    """State of a (post-warmup) chunk: voiced fractions decide; activity (with hangover) breaks silence."""
+    if self_voiced is not None and other_voiced is not None:
+        s, o = _fraction(self_voiced), _fraction(other_voiced)
+        if s > 0.0 or o > 0.0:
+            return RuntimeState.RESPONDING if s >= o else RuntimeState.LISTENING
+    s, o = _fraction(self_activity), _fraction(other_activity)
     if s > 0.0 and s >= o:
         return RuntimeState.RESPONDING
     if o > 0.0:
@@ -106,10 +126,10 @@ def update(
     samples_per_frame: int, warmup_chunks: int,
 ) -> tuple[RuntimeReport, RuntimeTracker]:
     """Advance the runtime by one chunk of audio (both channels (S,) float32 in [-1, 1])."""
-    a_self, s_state = vad(frame_levels_db(self_audio, samples_per_frame), tracker.self_vad, cfg)
-    a_other, o_state = vad(frame_levels_db(other_audio, samples_per_frame), tracker.other_vad, cfg)
+    v_self, a_self, s_state = vad_frames(frame_levels_db(self_audio, samples_per_frame), tracker.self_vad, cfg)
+    v_other, a_other, o_state = vad_frames(frame_levels_db(other_audio, samples_per_frame), tracker.other_vad, cfg)
     index = tracker.chunks
-    state = RuntimeState.WARMUP if index < warmup_chunks else decide(a_self, a_other)
+    state = RuntimeState.WARMUP if index < warmup_chunks else decide(a_self, a_other, v_self, v_other)
     return RuntimeReport(state, index, a_self, a_other), RuntimeTracker(s_state, o_state, index + 1)
 
 
