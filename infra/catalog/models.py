@@ -1,6 +1,6 @@
 """Catalog schema: raw sources and their rejections, curated clips, identities, datasets, models,
-benchmarks, deployments and promotions — the rows that let a served model be walked back to the
-raw videos it was trained on.
+benchmarks, deployments, promotions and human ratings — the rows that let a served model be
+walked back to the raw videos it was trained on.
 
 Every schema change goes through an Alembic revision in ``infra/catalog/migrations/versions``;
 ``tests/infra/test_catalog.py`` fails when these models and the migrations disagree.
@@ -35,6 +35,8 @@ MODEL_KINDS = ("vae", "base", "online")
 RUN_STATUSES = ("running", "succeeded", "failed")
 DEPLOYMENT_STATUSES = ("pending", "live", "failed", "retired")
 PROMOTION_ACTIONS = ("promote", "rollback", "refuse")
+RATING_PREFERENCES = ("G", "S", "B")  # Good / Same / Bad: system A judged against system B
+RATING_SYSTEMS = ("a", "b")
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
@@ -289,3 +291,67 @@ class Promotion(Base):
     dagster_run_id: Mapped[str | None] = mapped_column(sa.String(64))
     meta: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+
+
+class RatingStudy(Timestamps, Base):
+    """A human rating study of LPM-Bench: pairs of videos of two systems, judged on ``dimensions``."""
+
+    __tablename__ = "rating_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    title: Mapped[str | None] = mapped_column(sa.String(255))
+    system_a: Mapped[str] = mapped_column(sa.String(255))
+    system_b: Mapped[str] = mapped_column(sa.String(255))
+    dimensions: Mapped[list[str]] = mapped_column(JSONType)
+    spec_sha256: Mapped[str] = mapped_column(sa.String(64))
+    meta: Mapped[dict[str, Any] | None]
+
+
+class RatingPair(Timestamps, Base):
+    """One case of a study: the video of system A and the video of system B."""
+
+    __tablename__ = "rating_pairs"
+    __table_args__ = (sa.UniqueConstraint("study_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(_fk("rating_studies.id", "CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(sa.String(255))
+    video_a: Mapped[str] = mapped_column(sa.String(1024))
+    video_b: Mapped[str] = mapped_column(sa.String(1024))
+    prompt: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class RatingVote(Timestamps, Base):
+    """One rater on one pair: which system was shown on the left (recorded when first shown) and,
+    once submitted, the Good / Same / Bad preference for system A over system B."""
+
+    __tablename__ = "rating_votes"
+    __table_args__ = (
+        sa.UniqueConstraint("pair_id", "rater"),
+        _one_of("left_system", RATING_SYSTEMS, "left_system"),
+        _one_of("preference", RATING_PREFERENCES, "preference"),
+        sa.CheckConstraint("(preference IS NULL) = (submitted_at IS NULL)", name="submitted"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(_fk("rating_pairs.id", "CASCADE"), index=True)
+    rater: Mapped[str] = mapped_column(sa.String(128), index=True)
+    left_system: Mapped[str] = mapped_column(sa.String(1))
+    preference: Mapped[str | None] = mapped_column(sa.String(1))
+    submitted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class RatingScore(Base):
+    """A 1-5 rating of one system's video on one dimension, part of a vote."""
+
+    __tablename__ = "rating_scores"
+    __table_args__ = (
+        _one_of("system", RATING_SYSTEMS, "system"),
+        sa.CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+    )
+
+    vote_id: Mapped[int] = mapped_column(_fk("rating_votes.id", "CASCADE"), primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(1), primary_key=True)
+    dimension: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    score: Mapped[int]
