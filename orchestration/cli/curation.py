@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     bench.add_argument("--workers", type=int, default=2,
                        help="videos the pipeline curates in parallel, as the main job does (default 2)")
     bench.add_argument("--dir", type=Path, default=None, help="corpus cache (default $LPM_HOME/cache/bench)")
+    bench.add_argument("--overrides", default="{}",
+                       help='curation config overrides as JSON, e.g. \'{"tracks": {"mesh_every": 2}}\' '
+                       "(same format as the Dagster run config)")
     bench.add_argument("--json", type=Path, default=None, help="also write the full report to this file")
     bench.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     bench.set_defaults(func=_bench)
@@ -30,9 +33,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
 def _bench(args: argparse.Namespace) -> int:
     from infra.local.settings import StackSettings
     from lpm_models.data.curation.benchmark import format_report, run_benchmark, verdicts
+    from lpm_models.data.curation.config import CurationConfig
 
+    cfg = CurationConfig.from_dict(json.loads(args.overrides))
     base = args.dir or StackSettings.from_env().home / "cache" / "bench"
-    report = run_benchmark(base, args.conversations, args.duration, args.seed, args.identities, args.workers)
+    report = run_benchmark(base, args.conversations, args.duration, args.seed, args.identities, args.workers, cfg)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float))

@@ -83,7 +83,7 @@ def test_single_camera_gives_one_track(corpus: dict[str, CorpusVideo]) -> None:
     video = corpus["single"]
     tracks, rejected = track_faces(video.path, _whole(video))
     assert rejected == [] and len(tracks) == 1
-    assert len(tracks[0].frames) >= 0.95 * video.n_frames and tracks[0].meta["interpolated_fraction"] < 0.05
+    assert len(tracks[0].frames) >= 0.95 * video.n_frames and tracks[0].meta["missed_fraction"] < 0.05
     assert _person_at(tracks[0], video.truth)["on_screen"]
 
 

@@ -44,7 +44,7 @@ class TrackConfig:
     """Face detection, mesh tracking and per-track rejection."""
 
     detect_every: int = 10  # run the face detector every K frames (mesh tracks in between)
-    mesh_every: int = 1  # run the face mesh every K frames, interpolating between (2 halves the cost)
+    mesh_every: int = 2  # run the face mesh every K frames, interpolating between (1 doubles the cost; see lpm curation bench)
     detector_model: int = 1  # mediapipe face_detection model_selection (1 full range finds small faces; 0 short range)
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5  # face mesh presence below this drops the face for a frame

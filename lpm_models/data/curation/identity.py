@@ -32,10 +32,10 @@ SEPARATED = 10.0  # distance given to cannot-link pairs (far above any real desc
 class IdentityConfig:
     """How tracks are embedded and clustered."""
 
-    frames_per_track: int = 5        # embedded frames per track (one per temporal segment)
+    frames_per_track: int = 3        # embedded frames per track (one per temporal segment; ~80 ms each)
     max_abs_yaw: float = 20.0        # degrees; frames beyond are used only if a segment has none
     max_abs_pitch: float = 20.0
-    stride: int = 2                  # sharpness is measured on every ``stride``-th frame
+    stride: int = 4                  # sharpness is measured on every ``stride``-th frame
     crop_size: int = 192             # px of the square face crop the encoder sees
     distance_threshold: float = 0.5  # dendrogram cut (dlib: same person < 0.6); the fallback with auto_band
     auto_band: tuple[float, float] | None = (0.3, 0.6)  # cut at the lowest merge-height gap in here; None: fixed
@@ -107,7 +107,7 @@ class FaceEncoder:
     def embed_crop(self, crop: np.ndarray) -> np.ndarray | None:
         """(128,) descriptor of the largest face in an (S, S, 3) uint8 face crop, or None."""
         image = np.ascontiguousarray(crop)
-        boxes = self._detector(image, 1)
+        boxes = self._detector(image, 0) or self._detector(image, 1)  # upsampling only when a face was missed
         if len(boxes) == 0:
             return None
         rect = max(boxes, key=lambda r: r.width() * r.height())

@@ -205,6 +205,12 @@ def smooth_crop_boxes(boxes: np.ndarray, scale: float, sigma_frames: float) -> n
     return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
 
 
+def _missed(shot: Shot, frames: np.ndarray, interpolated: np.ndarray, cfg: TrackConfig) -> float:
+    """Share of the frames the mesh was scheduled to see (every ``mesh_every``-th) where it lost the face."""
+    scheduled = (frames - shot.start_frame) % max(1, cfg.mesh_every) == 0
+    return float((interpolated & scheduled).sum() / max(int(scheduled.sum()), 1))
+
+
 def _build_track(shot: Shot, frames: np.ndarray, points: np.ndarray, interpolated: np.ndarray,
                  scale: float, frame_size: tuple[int, int], cfg: TrackConfig) -> FaceTrack:
     """FaceTrack in source pixels from contiguous analysis-resolution points."""
@@ -216,7 +222,8 @@ def _build_track(shot: Shot, frames: np.ndarray, points: np.ndarray, interpolate
         frames=frames.astype(np.int64), boxes=boxes,
         crop_boxes=smooth_crop_boxes(boxes, cfg.crop_scale, cfg.crop_smooth_s * shot.fps),
         landmarks=xy.astype(np.float32), pose=head_pose(pts), mouth_open=mouth_opening(pts),
-        meta={"interpolated_fraction": float(interpolated.mean()), "mesh_every": cfg.mesh_every,
+        meta={"interpolated_fraction": float(interpolated.mean()), "missed_fraction": _missed(shot, frames, interpolated, cfg),
+              "mesh_every": cfg.mesh_every,
               "frame_width": frame_size[0], "frame_height": frame_size[1], "analysis_scale": float(scale),
               "landmarks_source": "mediapipe_face_mesh"},
     )
