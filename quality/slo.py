@@ -116,7 +116,8 @@ def parse_slo(data: Any, source: str = "", sha256: str = "") -> SLO:
         rtf_per_stream=_number("thresholds", "rtf_per_stream", limits, float),
         errors=_number("thresholds", "errors", limits, int, positive=False) if "errors" in limits else 0)
     return SLO(name=data["name"], version=_number("slo", "version", data, int),
-               description=str(data.get("description", "")).strip(), streams=_number("load", "streams", load, int), seconds=_number("load", "seconds", load, float),
+               description=str(data.get("description", "")).strip(), streams=_number("load", "streams", load, int),
+               seconds=_number("load", "seconds", load, float),
                realtime=realtime, thresholds=thresholds, source=source, sha256=sha256)
 
 
