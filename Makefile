@@ -13,11 +13,14 @@ STAMP := $(VENV)/.lpm-installed-$(shell cat requirements/lock.txt pyproject.toml
 
 quickstart: setup up run
 
-## setup: Debian packages, virtualenv, locked dependencies, the project itself (idempotent)
+## setup: Debian packages (espeak-ng, chromium), virtualenv, locked dependencies, the project itself (idempotent)
 setup: system-deps $(STAMP)
 
 system-deps:
 	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq espeak-ng; }
+	@# headless Chromium + chromedriver for the rating page's browser test (tests/quality/test_rating_browser.py)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
