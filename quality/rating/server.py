@@ -104,6 +104,7 @@ class RatingHandler(BaseHTTPRequestHandler):
 
     server: RatingServer
     server_version = "lpm-rating/1"
+    timeout = 120  # seconds a silent connection may hold a worker thread
 
     # --- plumbing -------------------------------------------------------------------------------
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)

@@ -91,7 +91,8 @@ class RatingStore:
         """Create or update the study and its pairs; returns case id -> pair id.
 
         Registering again is idempotent. A study id keeps its systems and dimensions for life (a
-        change is refused: start a new study id); a moved video updates its pair with a warning.
+        change is refused: start a new study id); a moved video updates its pair with a warning;
+        pairs dropped from the file are no longer shown, but their votes stay and are reported.
         """
         with self.catalog.session() as s:
             row = s.scalars(sa.select(RatingStudy).where(RatingStudy.name == study.id)).first()

@@ -11,6 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from infra.catalog import Catalog, migrate
 from quality.rating.aggregate import aggregate
@@ -19,7 +24,7 @@ from quality.rating.store import RatingStore
 from quality.rating.study import DIMENSIONS, make_study
 from tests.media_factory import write_av
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SECONDS = {"a": 1.0, "b": 2.0}  # the systems' videos differ in length, so the page tells which is where
 RATER = "Grace H"
@@ -44,11 +49,8 @@ def _binary(*names: str) -> str:
 
 
 @pytest.fixture()
-def browser() -> Iterator[object]:
+def browser() -> Iterator[WebDriver]:
     """Headless Chromium through chromedriver (both from Debian, nothing downloaded)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = _binary("chromium", "chromium-browser")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--mute-audio",
@@ -83,55 +85,50 @@ def served(tmp_path: Path) -> Iterator[tuple[RatingServer, Catalog]]:
             thread.join(5)
 
 
-def _fill(driver: object, preference: str, left: int, right: int) -> None:
-    driver.find_element("id", f"preference-{preference}").click()  # type: ignore[attr-defined]
+def _fill(driver: WebDriver, preference: str, left: int, right: int) -> None:
+    driver.find_element("id", f"preference-{preference}").click()
     for dim in DIMENSIONS:
-        driver.find_element("id", f"left-{dim}-{left}").click()  # type: ignore[attr-defined]
-        driver.find_element("id", f"right-{dim}-{right}").click()  # type: ignore[attr-defined]
+        driver.find_element("id", f"left-{dim}-{left}").click()
+        driver.find_element("id", f"right-{dim}-{right}").click()
 
 
-def _submit(driver: object) -> None:
+def _submit(driver: WebDriver) -> None:
     """Click submit and wait until the browser has left the submitted page."""
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    form = driver.find_element("id", "vote-form")  # type: ignore[attr-defined]
-    driver.find_element("id", "submit").click()  # type: ignore[attr-defined]
+    form = driver.find_element("id", "vote-form")
+    driver.find_element("id", "submit").click()
     WebDriverWait(driver, 15).until(expected_conditions.staleness_of(form))
 
 
-def test_a_rater_watches_both_videos_and_votes(browser: object, served: tuple[RatingServer, Catalog]) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
+def test_a_rater_watches_both_videos_and_votes(browser: WebDriver, served: tuple[RatingServer, Catalog]) -> None:
     driver, (server, catalog) = browser, served
-    driver.get(server.url + "/")  # type: ignore[attr-defined]
-    driver.find_element("id", "rater").send_keys(RATER)  # type: ignore[attr-defined]
-    driver.find_element("id", "start").click()  # type: ignore[attr-defined]
+    driver.get(server.url + "/")
+    driver.find_element("id", "rater").send_keys(RATER)
+    driver.find_element("id", "start").click()
     WebDriverWait(driver, 15).until(lambda d: d.find_elements("id", "video-left"))
-    assert driver.find_element("id", "progress").text == "0 / 2 rated"  # type: ignore[attr-defined]
-    assert "sys-a" not in driver.page_source and "sys-b" not in driver.page_source  # type: ignore[attr-defined]
-    pair_id = int(driver.find_element("name", "pair").get_attribute("value"))  # type: ignore[attr-defined]
+    assert driver.find_element("id", "progress").text == "0 / 2 rated"
+    assert "sys-a" not in driver.page_source and "sys-b" not in driver.page_source
+    pair_id = int(driver.find_element("name", "pair").get_attribute("value"))
     shown = RatingStore(catalog).shown(pair_id, RATER)
     assert shown is not None
 
     for side in ("left", "right"):  # present, decodable, and it plays
-        state = driver.execute_async_script(PLAY_SCRIPT, f"video-{side}")  # type: ignore[attr-defined]
+        state = driver.execute_async_script(PLAY_SCRIPT, f"video-{side}")
         assert state.get("error") is None, state
         assert state["ready"] >= 2 and state["width"] == 96 and state["time"] > 0.2, state
         assert state["duration"] == pytest.approx(SECONDS[shown.system(side)], abs=0.1), (side, state)
 
     _fill(driver, "right", left=4, right=2)  # a tampered value is refused by the server, not the browser
-    driver.execute_script("document.getElementById('left-overall-4').value = '9'")  # type: ignore[attr-defined]
+    driver.execute_script("document.getElementById('left-overall-4').value = '9'")
     _submit(driver)
-    assert "Overall rating of the left video must be 1-5, got 9" in driver.find_element("id", "error").text  # type: ignore[attr-defined]
+    assert "Overall rating of the left video must be 1-5, got 9" in driver.find_element("id", "error").text
     assert RatingStore(catalog).votes("browser-study") == []
 
-    driver.get(server.url + "/")  # type: ignore[attr-defined]  (the server is still up; same pair again)
-    assert int(driver.find_element("name", "pair").get_attribute("value")) == pair_id  # type: ignore[attr-defined]
+    driver.get(server.url + "/")  # the server is still up; same pair again
+    assert int(driver.find_element("name", "pair").get_attribute("value")) == pair_id
     _fill(driver, "right", left=4, right=2)
     _submit(driver)
-    assert driver.find_element("id", "progress").text == "1 / 2 rated"  # type: ignore[attr-defined]
-    assert int(driver.find_element("name", "pair").get_attribute("value")) != pair_id  # type: ignore[attr-defined]
+    assert driver.find_element("id", "progress").text == "1 / 2 rated"
+    assert int(driver.find_element("name", "pair").get_attribute("value")) != pair_id
 
     (vote,) = RatingStore(catalog).votes("browser-study")
     right, left = shown.system("right"), shown.system("left")
