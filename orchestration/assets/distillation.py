@@ -88,8 +88,7 @@ def online_lpm(context: dg.AssetExecutionContext, config: OnlineLPMConfig, launc
         stages: dict[str, dict[str, float]] = json.loads((run_dir / "metrics.json").read_text())
         log_params({**config.model_dump(), "teacher": teacher, "dataset_version": dataset.version,
                     "dataset_uri": dataset.uri, "stages": ",".join(config.stage_steps())})
-        log_curves(mlflow, run_id, launched.events)
-        mlf.log_metrics(_stage_summary(stages))
+        log_curves(mlflow, run_id, launched.events)  # per step, and each stage's summary at its last step
         mlf.log_artifact(str(run_dir / "metrics.json"))
         weights = upload_weights(object_store, "online", run_id, run_dir / "online.pt")
         descriptor = ModelDescriptor(kind="online", preset=str(base["preset"]), files={"online": weights, "vae": vae_ref},
@@ -109,12 +108,6 @@ def online_lpm(context: dg.AssetExecutionContext, config: OnlineLPMConfig, launc
 
 def _final_loss(metrics: dict[str, float]) -> float | None:
     return next((metrics[k] for k in ("dmd_loss_last", "ode_loss_last", "regression_loss_last") if k in metrics), None)
-
-
-def _stage_summary(stages: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Per-stage summary metrics as ``summary/<stage>/<name>`` (held-out effect, first/last losses)."""
-    return {f"summary/{stage}/{name}": float(value) for stage, metrics in stages.items()
-            for name, value in metrics.items()}
 
 
 def _stages_markdown(stages: dict[str, dict[str, Any]]) -> str:
