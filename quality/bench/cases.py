@@ -1,12 +1,12 @@
-"""LPM-Bench cases: versioned case-set specs (``cases/<name>.yaml``) and the built, cached case sets.
+"""LPM-Bench cases: versioned case-set specs (``casesets/<name>.yaml``) and the built, cached case sets.
 
     spec = load_spec("default-v1")                       # or a path to a YAML file
     cases = load_case_set(spec, cache_dir)               # built once from held-out conversations, then read
     for case in cases.cases: case.reference_image, case.audio, case.truth_video, case.prompts ...
     check_no_leakage(cases, manifest)                    # :mod:`.leakage`: nothing shared with training
 
-A spec names how cases are generated (identity bank seed, corpus seed, durations, subsets and
-their selection rules); :mod:`.casebuild` turns it into cases. Subsets: ``speaking``,
+A spec (``casesets/<name>.yaml``) names how cases are generated (identity bank seed, corpus seed,
+durations, subsets and their selection rules); :mod:`.casebuild` turns it into cases. Subsets: ``speaking``,
 ``listening``, ``multi_turn``, ``text_motion``, ``character_generalisation`` (held-out identities
 redrawn by :mod:`.styles`) and, only when asked (``long=True``), ``long_form``.
 
@@ -33,7 +33,7 @@ from quality.bench.leakage import LeakageError, LeakageReport, check_no_leakage
 
 log = logging.getLogger(__name__)
 
-CASES_DIR = Path(__file__).with_name("cases")
+CASES_DIR = Path(__file__).with_name("casesets")
 SUBSETS = ("speaking", "listening", "multi_turn", "text_motion", "character_generalisation", "long_form")
 SELECTIONS = ("speaking", "listening", "multi_turn", "any")
 INDEX = "index.json"
@@ -89,7 +89,7 @@ class IdentitySpec:
 
 @dataclass(frozen=True)
 class CaseSetSpec:
-    """A versioned case set (see ``cases/default-v1.yaml``); ``digest`` identifies its content."""
+    """A versioned case set (see ``casesets/default-v1.yaml``); ``digest`` identifies its content."""
 
     name: str
     description: str
@@ -117,7 +117,7 @@ def _corpus(data: dict[str, Any], subsets: dict[str, Any]) -> CorpusSpec:
 
 
 def parse_spec(text: str) -> CaseSetSpec:
-    """A spec from YAML text (see ``cases/default-v1.yaml`` for the fields)."""
+    """A spec from YAML text (see ``casesets/default-v1.yaml`` for the fields)."""
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError("a case-set spec is a YAML mapping with name, size, fps, identities, corpus, subsets")
@@ -135,7 +135,7 @@ def parse_spec(text: str) -> CaseSetSpec:
 
 
 def load_spec(name_or_path: str | Path) -> CaseSetSpec:
-    """``default-v1`` (a file of ``quality/bench/cases/``) or a path to a YAML spec."""
+    """``default-v1`` (a file of ``quality/bench/casesets/``) or a path to a YAML spec."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CASES_DIR / f"{name_or_path}.yaml"

@@ -156,7 +156,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, A
 def format_table(result: BenchResult) -> str:
     """Every dimension per subset (rows: subset x system), then the time the run took."""
     summary = summarise(result.rows)
-    head = f"{'subset':26s}{'system':22s}{'n':>3s}" + "".join(f"{d:>14s}" for d in DIMENSIONS)
+    head = f"{'subset':26s}{'system':28s}{'n':>3s}" + "".join(f"{d:>14s}" for d in DIMENSIONS)
     lines = [f"LPM-Bench {result.cases.spec.name}: {len(result.cases.cases)} cases, scores in [0, 1] "
              "(higher is better; - = not applicable)", head, "-" * len(head)]
     subsets = result.cases.subsets + [ALL]
@@ -167,7 +167,7 @@ def format_table(result: BenchResult) -> str:
                 continue
             label = result.systems[system]["label"]
             values = "".join(f"{'-':>14s}" if cell[d] is None else f"{cell[d]:>14.3f}" for d in DIMENSIONS)
-            lines.append(f"{subset if k == 0 else '':26s}{label[:21]:22s}{cell['n']:>3d}{values}")
+            lines.append(f"{subset if k == 0 else '':26s}{label[:27]:28s}{cell['n']:>3d}{values}")
     lines.append(f"took {result.seconds:.0f} s ({result.seconds / 60:.1f} min)")
     return "\n".join(lines)
 
