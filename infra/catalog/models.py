@@ -235,13 +235,17 @@ class ModelVersion(Timestamps, Base):
 
 
 class BenchRun(Timestamps, Base):
-    """One LPM-Bench evaluation of a model version (scores per dimension in ``scores``)."""
+    """One LPM-Bench evaluation of one system on a case set (scores per dimension in ``scores``).
+
+    ``system``: ground_truth | still | base | online | triton; baselines have no model version.
+    """
 
     __tablename__ = "bench_runs"
     __table_args__ = (_one_of("status", RUN_STATUSES, "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(_fk("model_versions.id", "CASCADE"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(_fk("model_versions.id", "CASCADE"), index=True)
+    system: Mapped[str | None] = mapped_column(sa.String(64))
     suite: Mapped[str] = mapped_column(sa.String(64), default="lpm-bench")
     suite_version: Mapped[str | None] = mapped_column(sa.String(32))
     subset: Mapped[str | None] = mapped_column(sa.String(64))
@@ -252,6 +256,22 @@ class BenchRun(Timestamps, Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
     dagster_run_id: Mapped[str | None] = mapped_column(sa.String(64))
     meta: Mapped[dict[str, Any] | None]
+
+
+class BenchResult(Base):
+    """One case of a bench run: its subset, dimension scores (``scores``) and raw metrics (``metrics``)."""
+
+    __tablename__ = "bench_results"
+    __table_args__ = (sa.UniqueConstraint("bench_run_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bench_run_id: Mapped[int] = mapped_column(_fk("bench_runs.id", "CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(sa.String(255))
+    subset: Mapped[str] = mapped_column(sa.String(64))
+    overall: Mapped[float | None]
+    scores: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
 
 class Deployment(Timestamps, Base):
