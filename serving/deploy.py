@@ -28,7 +28,10 @@ import numpy as np
 
 from serving.client import StreamClient
 from serving.probe import card_image, speech_like
-from serving.repository import PROVENANCE, read_provenance, remove_version
+from serving.params import config_parameters
+from serving.repository import (
+    PROVENANCE, read_parameters, read_provenance, read_settings, remove_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,8 @@ class TritonDeployer:
         try:
             ready = self.client.is_server_ready()
         except Exception as err:  # noqa: BLE001 - re-raised with what to do
-            raise DeploymentError(f"Triton at {self.url} does not answer ({err}); start it (`lpm services up`)") from err
+            raise DeploymentError(f"Triton at {self.url} does not answer ({err}); "
+                                  "start it (`lpm services up`)") from err
         if not ready:
             raise DeploymentError(f"Triton at {self.url} is not ready")
 
@@ -113,6 +117,18 @@ class TritonDeployer:
 
     def ready_versions(self, model: str) -> list[int]:
         return sorted(v for v, (state, _) in self.states(model).items() if state == "READY")
+
+    def loaded_matches(self, model: str, versions: Sequence[int]) -> bool:
+        """True when Triton serves exactly ``versions`` READY with the config now in the repository
+        (a load would only restart the same instances)."""
+        if set(self.ready_versions(model)) != set(versions):
+            return False
+        config_path = self.repository / model / "config.pbtxt"
+        settings = read_settings(config_path)
+        live = self.client.get_model_config(model, as_json=True).get("config", {})
+        instances = sum(int(group.get("count", 1)) for group in live.get("instance_group", []))
+        return (settings is not None and config_parameters(live) == read_parameters(config_path)
+                and int(live.get("max_batch_size", 0)) == settings.max_sessions and instances == settings.instances)
 
     # ------------------------------------------------------------------ load / unload
     def load(self, model: str, versions: Sequence[int], deadline_s: float = 600.0) -> float:

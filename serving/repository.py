@@ -136,12 +136,19 @@ def provenance_record(descriptor: ModelDescriptor, *, registered_model: str, ver
     }
 
 
+def read_parameters(config_path: Path) -> dict[str, str]:
+    """The ``parameters`` of a config.pbtxt this module wrote (empty if there is none)."""
+    if not config_path.is_file():
+        return {}
+    return {json.loads(k): json.loads(v) for k, v in _PARAM.findall(config_path.read_text())}
+
+
 def read_settings(config_path: Path) -> ServeSettings | None:
     """The settings of a config.pbtxt this module wrote (None if there is none)."""
     if not config_path.is_file():
         return None
     text = config_path.read_text()
-    parameters = {json.loads(k): json.loads(v) for k, v in _PARAM.findall(text)}
+    parameters = read_parameters(config_path)
     batch = re.search(r"^max_batch_size: (\d+)", text, re.M)
     count = re.search(r"kind: KIND_CPU count: (\d+)", text)
     return ServeSettings(ServingParams.from_parameters(parameters), int(count.group(1)) if count else 1,

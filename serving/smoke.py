@@ -22,7 +22,7 @@ import numpy as np
 
 from serving.client import ChunkReply, StreamClient, StreamError
 from serving.conversation import run_stream
-from serving.media import Mp4Writer
+from serving.media import Mp4Writer, read_audio, read_image
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,23 @@ def _check_states(sequence: list[str], warmup_chunks: int) -> list[str]:
     return out
 
 
-def smoke_stream(url: str, model: str, version: str, image: np.ndarray, speech: np.ndarray,
-                 user_speech: np.ndarray | None = None, *, references: list[np.ndarray] | None = None,
+def _audio(track: np.ndarray | Path | None, rate: int) -> np.ndarray | None:
+    if track is None or isinstance(track, np.ndarray):
+        return track
+    return read_audio(track, rate)
+
+
+def smoke_stream(url: str, model: str, version: str, image: np.ndarray | Path, speech: np.ndarray | Path,
+                 user_speech: np.ndarray | Path | None = None, *, references: list[np.ndarray] | None = None,
                  seconds: float = 3.0, seed: int = 1, warmup_chunks: int = 2, limits: SmokeLimits = SmokeLimits(),
                  out: Path | None = None, timeout_s: float = 120.0) -> SmokeResult:
     """Stream ``seconds`` of ``speech`` (+ ``user_speech``) as fast as the server answers; check every reply.
 
-    speech / user_speech: mono float32 at the model's sample rate (``sample_rate`` of STREAM_INFO;
-    resample first). out: also write the frames with the speech as an MP4 (a preview).
+    image: (H, W, 3) uint8 or an image file. speech / user_speech: mono float32 at the model's sample
+    rate, or audio files (decoded and resampled to the ``sample_rate`` the session announces).
+    out: also write the frames with the speech as an MP4 (a preview).
     """
+    image = read_image(image) if isinstance(image, Path) else image
     result = SmokeResult()
     with StreamClient(url, model, version, timeout_s=timeout_s) as client:
         try:
@@ -147,6 +155,7 @@ def smoke_stream(url: str, model: str, version: str, image: np.ndarray, speech: 
             client.finish()
             return result
         rate = int(info["sample_rate"])
+        speech, user_speech = _audio(speech, rate), _audio(user_speech, rate)
         n = min(speech.size, int(seconds * rate))
         self_audio = np.asarray(speech[:n], np.float32)
         other = None if user_speech is None else np.asarray(user_speech[:n], np.float32)

@@ -77,7 +77,8 @@ def set_deployment_check(catalog: Catalog, deployment_id: int, check: str, resul
                          fail_on_error: bool = True) -> None:
     """Record one check's result on a deployment (other checks kept); a failed check marks it ``failed``."""
     with catalog.session() as session:
-        row = session.execute(sa.select(Deployment).where(Deployment.id == deployment_id).with_for_update()).scalar_one()
+        query = sa.select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+        row = session.execute(query).scalar_one()
         row.checks = {**(row.checks or {}), check: result}
         if fail_on_error and not result.get("passed", False) and row.status == "pending":
             row.status = "failed"

@@ -150,6 +150,10 @@ class StackSettings:
         return f"{self.host}:{self.triton_grpc_port}"
 
     @property
+    def triton_metrics_url(self) -> str:
+        return f"{self.host}:{self.triton_metrics_port}"
+
+    @property
     def dagster_url(self) -> str:
         return f"http://{self.host}:{self.dagster_port}"
 
@@ -182,6 +186,7 @@ class StackSettings:
             "LPM_CATALOG_URL": self.catalog_db_url,
             "LPM_TRITON_GRPC_URL": self.triton_grpc_url,
             "LPM_TRITON_HTTP_URL": self.triton_http_url,
+            "LPM_TRITON_METRICS_URL": self.triton_metrics_url,
             "LPM_TRITON_REPOSITORY": str(self.triton_repository),
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("orchestration.cli.ingest", "probe raw videos and record them in the catalog"),
     "curation": ("orchestration.cli.curation", "benchmark curation: throughput and accuracy vs ground truth"),
     "run": ("orchestration.cli.run", "materialize the lineage (the main job)"),
-    "model": ("orchestration.cli.model", "model presets: sizes, tokens, FLOPs"),
+    "model": ("orchestration.cli.model", "model presets; champion promotions audit trail and rollback"),
     "stream": ("orchestration.cli.stream", "stream audio to the served Online LPM, write the video"),
     "serve": ("orchestration.cli.serve", "serving benchmark and latency probe"),
     "rate": ("orchestration.cli.rating", "human rating of LPM-Bench videos: study, rating page, report"),

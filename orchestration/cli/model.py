@@ -1,4 +1,5 @@
-"""`lpm model` — model presets: sizes, tokens and FLOPs (counted on the meta device)."""
+"""`lpm model` — model presets: sizes, tokens and FLOPs (counted on the meta device); the champion's
+promotion audit trail and its rollback (``orchestration.cli.release``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     info.add_argument("preset", help="preset name (see `lpm model list`)")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     info.set_defaults(func=_info)
+    from orchestration.cli.release import register_release
+
+    register_release(cmds)
 
 
 def _list(args: argparse.Namespace) -> int:

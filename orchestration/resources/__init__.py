@@ -30,6 +30,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             grpc_url=dg.EnvVar("LPM_TRITON_GRPC_URL"),
             http_url=dg.EnvVar("LPM_TRITON_HTTP_URL"),
             repository=dg.EnvVar("LPM_TRITON_REPOSITORY"),
+            metrics_url=dg.EnvVar("LPM_TRITON_METRICS_URL"),
         ),
         "launcher": TrainingLauncher(),
     }

@@ -14,6 +14,7 @@ class TritonResource(dg.ConfigurableResource):
     grpc_url: str
     http_url: str
     repository: str
+    metrics_url: str = ""  # host:port of the Prometheus metrics endpoint ("" = not scraped)
 
     def grpc_client(self) -> Any:
         import tritonclient.grpc as grpcclient
