@@ -28,3 +28,12 @@ train_models_job = dg.define_asset_job(
     "newest curated dataset; each registered in MLflow (lpm-vae, lpm-base, lpm-online; alias challenger). "
     "Run config defaults are short CPU budgets; see orchestration.assets.training.training_run_config.",
 )
+
+SERVING_ASSETS = ["triton_model_repository", "triton_deployment", "model_promotion"]
+
+deploy_and_promote_job = dg.define_asset_job(
+    "deploy_and_promote", selection=SERVING_ASSETS,
+    description="lpm-online@challenger -> Triton model repository -> deployment (explicit load, live check) with "
+    "blocking checks smoke_stream and latency_slo -> model_promotion: alias champion moves only when both pass and "
+    "LPM-Bench did not regress against the champion; audited in the catalog.",
+)

@@ -43,13 +43,31 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {r.job:<28} runs={r.runs:<4} {r.seconds:7.1f} s  {status}")
     print(f"  total {total:.1f} s\n")
     print("Where to look:")
-    print(f"  Dagster UI     {settings.dagster_url}  (Assets -> raw_videos, curated_dataset, online_lpm; Runs)")
+    print(f"  Dagster UI     {settings.dagster_url}  (Assets -> raw_videos, curated_dataset, online_lpm, group "
+          "serving; Runs)")
     print(f"  MLflow UI      {settings.mlflow_uri}  (experiment 'lpm'; Models -> lpm-vae, lpm-base, lpm-online)")
     print(f"  Object store   {settings.s3_endpoint}  (buckets lpm-raw, lpm-data, lpm-models; keys: `lpm services env`)")
     print(f"  Triton         grpc {settings.triton_grpc_url}, http {settings.triton_http_url}")
     print(f"  Catalog        {settings.catalog_db_url.split('@')[-1]}  (`lpm catalog show source_videos`)")
     _print_models(settings.mlflow_uri)
+    _print_serving()
     return 0 if all(not r.failed for r in reports) else 1
+
+
+def _print_serving() -> None:
+    """The champion Triton serves, the last promotion decision and a ready-to-run `lpm stream` command."""
+    import dagster as dg
+
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("model_promotion"))
+    if event is None or event.asset_materialization is None:
+        print("\nServing: no promotion yet (job deploy_and_promote)")
+        return
+    meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    print(f"\nServing (Triton, checks smoke_stream + latency_slo): last decision (run {event.run_id[:8]}) "
+          f"{meta['action']} of version {meta['candidate_version']} — {meta['reason']}")
+    if meta.get("champion_after"):
+        print(f"  lpm-online@champion = version {meta['champion_after']}; try it:\n    {meta['stream_command']}")
+    print("  audit trail: lpm model promotions; roll back: lpm model rollback [--to VERSION]")
 
 
 def _print_models(tracking_uri: str) -> None:
