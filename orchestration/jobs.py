@@ -37,3 +37,9 @@ deploy_and_promote_job = dg.define_asset_job(
     "blocking checks smoke_stream and latency_slo -> model_promotion: alias champion moves only when both pass and "
     "LPM-Bench did not regress against the champion; audited in the catalog.",
 )
+
+evaluate_models_job = dg.define_asset_job(
+    "evaluate_models", selection=["lpm_bench"],
+    description="LPM-Bench on the newest lpm-online@challenger (and its Base LPM once per base version) with "
+    "ground-truth and still-image baselines; results in MLflow and the catalog (runs after train_models).",
+)

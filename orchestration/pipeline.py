@@ -122,7 +122,7 @@ def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2,
     known = set(instance.get_dynamic_partitions(raw_video_partitions.name))
     instance.add_dynamic_partitions(raw_video_partitions.name, [k for k in keys if k not in known])
     reports.append(run_partitions("curate_video", keys, workers))
-    for job, run_config in (("build_dataset", None), ("train_models", training),
+    for job, run_config in (("build_dataset", None), ("train_models", training), ("evaluate_models", None),
                             ("deploy_and_promote", None)):
         step, started = StepReport(job, runs=1), time.perf_counter()
         if not run_job(job, run_config):

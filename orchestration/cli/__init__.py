@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("orchestration.cli.model", "model presets; champion promotions audit trail and rollback"),
     "stream": ("orchestration.cli.stream", "stream audio to the served Online LPM, write the video"),
     "serve": ("orchestration.cli.serve", "serving benchmark and latency probe"),
+    "bench": ("orchestration.cli.bench", "LPM-Bench: evaluate models on held-out cases, compare runs"),
     "rate": ("orchestration.cli.rating", "human rating of LPM-Bench videos: study, rating page, report"),
 }
 

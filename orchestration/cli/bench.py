@@ -1,0 +1,146 @@
+"""`lpm bench` — LPM-Bench: run systems on a case set, compare two runs, list cases.
+
+    lpm bench run --baselines --model models:/lpm-base@challenger --model models:/lpm-online@challenger
+    lpm bench run --model models:/lpm-online/3 --triton grpc://127.0.0.1:8001 --triton-model lpm-online
+    lpm bench compare CANDIDATE_RUN_ID BASELINE_RUN_ID [--check]
+    lpm bench cases [--long]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("lpm.bench")
+
+
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=(
+        "LPM-Bench. Models resolve through MLflow (MLFLOW_TRACKING_URI) to their lpm_model.json descriptor; "
+        "weights come from the object store (LPM_S3_*), SHA-256 verified. Results go to MLflow and the catalog "
+        "when the stack is configured (`eval \"$(lpm services env)\"`)."))
+    cmds = p.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
+    run = cmds.add_parser("run", help="evaluate systems on a case set and print every dimension per subset")
+    run.add_argument("--model", action="append", default=[], metavar="URI",
+                     help="registered model to evaluate in process, e.g. models:/lpm-online@challenger (repeatable)")
+    run.add_argument("--baselines", action="store_true", help="also evaluate ground truth and the still image")
+    run.add_argument("--cases", default="default-v1", help="case set name or YAML path (default default-v1)")
+    run.add_argument("--long", action="store_true", help="add the long-form subset (>= 10 min per case; slow)")
+    run.add_argument("--subset", action="append", default=None, help="only these subsets (repeatable)")
+    run.add_argument("--limit", type=int, default=None, help="at most N cases")
+    run.add_argument("--triton", default=None, metavar="grpc://HOST:PORT", help="also evaluate a served Online LPM")
+    run.add_argument("--triton-model", default="lpm-online", help="Triton model name (default lpm-online)")
+    run.add_argument("--triton-version", default="", help="Triton model version (default: the newest loaded)")
+    run.add_argument("--base-steps", type=int, default=4,
+                     help="Euler steps per chunk for Base LPM (default 4; 0 = the preset's own)")
+    run.add_argument("--seed", type=int, default=0, help="generation seed")
+    run.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    run.add_argument("--no-record", action="store_true", help="do not log to MLflow or write catalog rows")
+    run.add_argument("--no-leakage-check", action="store_true",
+                     help="skip checking the cases against each model's training dataset version")
+    run.add_argument("--catalog-url", default=None, help="catalog URL (default LPM_CATALOG_URL or $LPM_HOME's)")
+    run.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
+    run.add_argument("--work-dir", type=Path, default=None, help="keep generated videos here (default: temporary)")
+    run.add_argument("--json", type=Path, default=None, help="write every per-case row to this file")
+    run.set_defaults(func=_run)
+    cmp = cmds.add_parser("compare", help="per-dimension deltas of run A vs run B with bootstrap 95%% CIs")
+    cmp.add_argument("candidate", help="MLflow run id of a system's bench run (the candidate)")
+    cmp.add_argument("baseline", help="MLflow run id of the baseline's bench run")
+    cmp.add_argument("--tolerance", type=float, default=0.02, help="score drop that counts (default 0.02)")
+    cmp.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
+    cmp.add_argument("--check", action="store_true", help="exit 1 when the candidate regressed")
+    cmp.set_defaults(func=_compare)
+    cases = cmds.add_parser("cases", help="build (once) and list a case set")
+    cases.add_argument("--cases", default="default-v1", help="case set name or YAML path")
+    cases.add_argument("--long", action="store_true", help="include the long-form subset")
+    cases.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
+    cases.set_defaults(func=_cases)
+
+
+def _tracking_uri() -> str | None:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    return uri or None
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from serving.store import ObjectStore
+
+    return ObjectStore.from_env() if os.environ.get("LPM_S3_ENDPOINT") else None
+
+
+def _catalog_url(args: argparse.Namespace) -> str:
+    if args.catalog_url:
+        return args.catalog_url
+    from infra.local.settings import StackSettings
+
+    return StackSettings.from_env().catalog_db_url
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestration.bench import BenchRequest, bench_cache_dir, run_request
+    from quality.bench.cases import load_case_set
+    from quality.bench.record import write_json
+    from quality.bench.runner import format_table
+
+    if not args.model and not args.baselines and not args.triton:
+        raise ValueError("nothing to evaluate: pass --model URI, --baselines and/or --triton URL")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cases = load_case_set(args.cases, args.cache_dir or bench_cache_dir(), long=args.long)
+    cases = cases.select(args.subset, args.limit)
+    tracking = None if args.no_record else _tracking_uri()
+    request = BenchRequest(models=args.model, baselines=args.baselines,
+                           triton_url=args.triton.split("://", 1)[-1] if args.triton else None,
+                           triton_model=args.triton_model, triton_version=args.triton_version,
+                           base_steps=args.base_steps or None, seed=args.seed,
+                           check_leakage=not args.no_leakage_check)
+    with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:
+        outcome = run_request(request, cases, args.work_dir or Path(tmp), tracking_uri=tracking,
+                              catalog_url=_catalog_url(args) if tracking else None, store=_store(),
+                              cache_dir=None)
+    if args.json:
+        write_json(outcome.result, args.json)
+    out = [format_table(outcome.result), f"total {time.perf_counter() - started:.0f} s including case building and "
+           "model loading"]
+    for version, report in outcome.leakage.items():
+        out.append(f"leakage vs dataset {version}: clean ({report['checked']}, nearest identity "
+                   f"{report['nearest_identity_distance']})")
+    if outcome.tracked is not None:
+        out.append(f"MLflow: {outcome.tracked.url()}")
+        out += [f"  {system}: run {run_id}" for system, run_id in outcome.tracked.system_runs.items()]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from quality.bench.compare import compare_mlflow_runs
+
+    tracking = _tracking_uri()
+    if tracking is None:
+        raise ValueError("set MLFLOW_TRACKING_URI (`eval \"$(lpm services env)\"`) to compare bench runs")
+    result = compare_mlflow_runs(args.candidate, args.baseline, tracking, tolerance=args.tolerance,
+                                 confidence=args.confidence)
+    sys.stdout.write(result.markdown() + "\n")
+    return 1 if args.check and result.regressed else 0
+
+
+def _cases(args: argparse.Namespace) -> int:
+    from orchestration.bench import bench_cache_dir
+    from quality.bench.cases import load_case_set
+
+    cases = load_case_set(args.cases, args.cache_dir or bench_cache_dir(), long=args.long)
+    lines = [f"{cases.spec.name} ({cases.spec.digest[:12]}): {len(cases.cases)} cases in {cases.root}",
+             f"{'case':58s}{'subset':26s}{'style':12s}{'seconds':>8s}{'prompts':>8s}"]
+    lines += [f"{c.case_id:58s}{c.subset:26s}{c.style:12s}{c.duration_s:>8.1f}{len(c.prompts):>8d}" for c in cases.cases]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
