@@ -238,10 +238,13 @@ def test_a_dead_backend_stub_is_found_and_recovered(world: World) -> None:
 def test_rollback_restores_the_previous_champion_in_mlflow_and_triton(world: World, capsys: Any) -> None:
     from orchestration.cli import main
     from serving.deploy import TritonDeployer
+    from serving.repository import remove_version
 
+    remove_version(world.repository, "lpm-online", 1)  # retired from the repository: rollback rebuilds it
     assert main(["model", "rollback", "--reason", "integration test"]) == 0
     assert "version 2 -> 1" in capsys.readouterr().out
     assert alias_version(world.tracking_uri, "lpm-online", CHAMPION) == "1"
+    assert (world.repository / "lpm-online" / "1" / "provenance.json").is_file()
     deployer = TritonDeployer(world.grpc_url, world.repository)
     assert 1 in deployer.ready_versions("lpm-online") and deployer.check_live("lpm-online", [1], instances=1) == []
     with world.catalog() as cat:
