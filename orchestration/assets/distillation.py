@@ -11,10 +11,10 @@ from lpm_models.descriptor import ModelDescriptor
 from orchestration.assets.training import GROUP, base_lpm
 from orchestration.assets.training_support import (
     DatasetRef, child_store_env, download_weights, file_from_metadata, latest_metadata, lineage, log_curves,
-    log_dataset_input, log_params, result_metadata, upload_weights,
+    log_dataset_input, log_params, record_model_version, result_metadata, upload_weights,
 )
 from orchestration.registry import MODEL_NAMES, register_model, version_tags
-from orchestration.resources import MlflowResource, ObjectStoreResource
+from orchestration.resources import CatalogResource, MlflowResource, ObjectStoreResource
 from orchestration.resources.launcher import TrainingLauncher
 
 STAGE_ORDER = ("ode", "dmd", "self_forcing", "refiner")
@@ -60,13 +60,14 @@ def distill_args(config: OnlineLPMConfig) -> list[str]:
 
 
 @dg.asset(
-    group_name=GROUP, deps=[base_lpm], kinds={"pytorch", "s3", "mlflow"},
+    group_name=GROUP, deps=[base_lpm], kinds={"pytorch", "s3", "mlflow", "sqlalchemy"},
     description="Online LPM distilled from the newest Base LPM (ODE -> DMD -> self-forcing -> refiner) out of "
     "process with Dagster Pipes; per-stage metrics in MLflow; online.pt in s3://lpm-models/online/<mlflow run>/; "
     "registered lpm-online@challenger (descriptor lists online.pt and vae.pt).",
 )
 def online_lpm(context: dg.AssetExecutionContext, config: OnlineLPMConfig, launcher: TrainingLauncher,
-               object_store: ObjectStoreResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+               object_store: ObjectStoreResource, mlflow: MlflowResource,
+               catalog: CatalogResource) -> dg.MaterializeResult:
     import mlflow as mlf
 
     base = latest_metadata(context, "base_lpm", "materialize base_lpm first")
@@ -95,6 +96,7 @@ def online_lpm(context: dg.AssetExecutionContext, config: OnlineLPMConfig, launc
                                      lineage=lineage(context, dataset, run_id, teacher=teacher))
         registered = register_model(mlflow.client(), MODEL_NAMES["online"], run_id, descriptor,
                                     version_tags(descriptor, context.run.run_id, teacher=teacher))
+        catalog_id = record_model_version(catalog, registered, context.run.run_id, run_id, parent=teacher)
         run_url = mlflow.run_url(run_id)
     final = stages[list(config.stage_steps())[-1]]
     return dg.MaterializeResult(
@@ -102,7 +104,7 @@ def online_lpm(context: dg.AssetExecutionContext, config: OnlineLPMConfig, launc
             registered, run_url, run_id, dataset, launched.seconds, launched.metadata, teacher=teacher,
             final_loss=launched.events.result.get("final_loss", _final_loss(final)),
             heldout_mse_to_teacher=final.get("heldout_mse_to_teacher_after"),
-            stages=dg.MetadataValue.md(_stages_markdown(stages))),
+            stages=dg.MetadataValue.md(_stages_markdown(stages)), catalog_model_version_id=catalog_id),
         data_version=dg.DataVersion(weights.sha256[:16]))
 
 

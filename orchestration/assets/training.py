@@ -16,10 +16,10 @@ from lpm_models.descriptor import ModelDescriptor
 from orchestration.assets.dataset import curated_dataset
 from orchestration.assets.training_support import (
     child_store_env, download_weights, file_from_metadata, latest_dataset, latest_metadata, lineage, log_curves,
-    log_dataset_input, log_params, result_metadata, upload_tree, upload_weights, write_json,
+    log_dataset_input, log_params, record_model_version, result_metadata, upload_tree, upload_weights, write_json,
 )
 from orchestration.registry import MODEL_NAMES, register_model, version_tags
-from orchestration.resources import MlflowResource, ObjectStoreResource
+from orchestration.resources import CatalogResource, MlflowResource, ObjectStoreResource
 from orchestration.resources.launcher import TrainingLauncher
 
 GROUP = "training"
@@ -100,12 +100,13 @@ def base_train_args(config: BaseLPMConfig, config_path: Path, dataset_uri: str, 
 
 
 @dg.asset(
-    group_name=GROUP, deps=[curated_dataset], kinds={"pytorch", "s3", "mlflow"},
+    group_name=GROUP, deps=[curated_dataset], kinds={"pytorch", "s3", "mlflow", "sqlalchemy"},
     description="Causal video VAE trained out of process (Dagster Pipes) on the newest curated dataset; "
     "vae.pt in s3://lpm-models/vae/<mlflow run>/, PSNR before/after in MLflow, registered as lpm-vae.",
 )
 def video_vae(context: dg.AssetExecutionContext, config: VideoVAEConfig, launcher: TrainingLauncher,
-              object_store: ObjectStoreResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+              object_store: ObjectStoreResource, mlflow: MlflowResource,
+              catalog: CatalogResource) -> dg.MaterializeResult:
     import mlflow as mlf
 
     dataset = latest_dataset(context)
@@ -131,22 +132,25 @@ def video_vae(context: dg.AssetExecutionContext, config: VideoVAEConfig, launche
                                      lineage=lineage(context, dataset, run_id))
         registered = register_model(mlflow.client(), MODEL_NAMES["vae"], run_id, descriptor,
                                     version_tags(descriptor, context.run.run_id))
+        catalog_id = record_model_version(catalog, registered, context.run.run_id, run_id)
         run_url = mlflow.run_url(run_id)
     return dg.MaterializeResult(
         metadata=result_metadata(registered, run_url, run_id, dataset, launched.seconds, launched.metadata,
                                  psnr=result["psnr"], psnr_before=result["psnr_before"],
-                                 final_loss=launched.events.last("loss"), steps=result["step"]),
+                                 final_loss=launched.events.last("loss"), steps=result["step"],
+                                 catalog_model_version_id=catalog_id),
         data_version=dg.DataVersion(weights.sha256[:16]))
 
 
 @dg.asset(
-    group_name=GROUP, deps=[curated_dataset, video_vae], kinds={"pytorch", "s3", "mlflow"},
+    group_name=GROUP, deps=[curated_dataset, video_vae], kinds={"pytorch", "s3", "mlflow", "sqlalchemy"},
     description="Base LPM (Lightning FSDP2, launched out of process with Dagster Pipes; rank 0 reports) on the "
     "newest curated dataset with the trained VAE; consolidated base_lpm.pt + sharded checkpoint in "
     "s3://lpm-models/base/<mlflow run>/, loss curve and previews in MLflow, registered lpm-base@challenger.",
 )
 def base_lpm(context: dg.AssetExecutionContext, config: BaseLPMConfig, launcher: TrainingLauncher,
-             object_store: ObjectStoreResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+             object_store: ObjectStoreResource, mlflow: MlflowResource,
+             catalog: CatalogResource) -> dg.MaterializeResult:
     import mlflow as mlf
 
     dataset = latest_dataset(context)
@@ -180,13 +184,15 @@ def base_lpm(context: dg.AssetExecutionContext, config: BaseLPMConfig, launcher:
                                      lineage=lineage(context, dataset, run_id, vae=vae_model))
         registered = register_model(mlflow.client(), MODEL_NAMES["base"], run_id, descriptor,
                                     version_tags(descriptor, context.run.run_id))
+        catalog_id = record_model_version(catalog, registered, context.run.run_id, run_id, parent=vae_model)
         run_url = mlflow.run_url(run_id)
     return dg.MaterializeResult(
         metadata=result_metadata(
             registered, run_url, run_id, dataset, launched.seconds, launched.metadata,
             final_loss=result["final_loss"], samples_per_s=result["samples_per_s"], steps=result["step"],
             ranks=config.ranks, vae_model=vae_model, previews=len(events.previews),
-            sharded_checkpoint=dg.MetadataValue.path(f"s3://lpm-models/{ckpt_prefix}/"), checkpoint_bytes=ckpt_bytes),
+            sharded_checkpoint=dg.MetadataValue.path(f"s3://lpm-models/{ckpt_prefix}/"), checkpoint_bytes=ckpt_bytes,
+            catalog_model_version_id=catalog_id),
         data_version=dg.DataVersion(weights.sha256[:16]))
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 from lpm_models.descriptor import FileRef, ModelDescriptor
 from orchestration.pipes_reporter import TrainingEvents
 from orchestration.registry import MODELS_BUCKET, RegisteredVersion, file_ref, git_commit
-from orchestration.resources import MlflowResource, ObjectStoreResource
+from orchestration.resources import CatalogResource, MlflowResource, ObjectStoreResource
 from orchestration.resources.launcher import object_store_env
 
 MLFLOW_BATCH = 900  # metrics per log_batch call (the server accepts 1000)
@@ -136,6 +136,39 @@ def lineage(context: dg.AssetExecutionContext, dataset: DatasetRef, mlflow_run_i
     if commit:
         out["git_commit"] = commit
     return out
+
+
+def record_model_version(catalog: CatalogResource, registered: RegisteredVersion, dagster_run_id: str,
+                         mlflow_run_id: str, parent: str | None = None) -> int:
+    """Catalog row of a registered version (idempotent), linked to its dataset version (when the
+    catalog has it) and to ``parent`` (``name/version`` of the teacher or VAE): the walk from a
+    served model back to clips and raw videos."""
+    import sqlalchemy as sa
+
+    from infra.catalog import models as m
+
+    descriptor = registered.descriptor
+    weights = descriptor.files[descriptor.kind]
+    with catalog.catalog().session() as s:
+        row = s.scalars(sa.select(m.ModelVersion).where(m.ModelVersion.name == registered.name,
+                                                        m.ModelVersion.version == registered.version)).first()
+        if row is not None:
+            return row.id
+        dataset_id = s.scalars(sa.select(m.DatasetVersion.id).where(
+            m.DatasetVersion.version == descriptor.lineage.get("dataset_version", ""))).first()
+        parent_id = None
+        if parent:
+            name, _, version = parent.rpartition("/")
+            parent_id = s.scalars(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name,
+                                                                     m.ModelVersion.version == version)).first()
+        row = m.ModelVersion(name=registered.name, version=registered.version, kind=descriptor.kind,
+                             preset=descriptor.preset, dataset_version_id=dataset_id, parent_id=parent_id,
+                             mlflow_run_id=mlflow_run_id, artifact_uri=weights.uri, sha256=weights.sha256,
+                             dagster_run_id=dagster_run_id, meta={"source": registered.source,
+                                                                  "descriptor": descriptor.to_dict()})
+        s.add(row)
+        s.flush()
+        return row.id
 
 
 def result_metadata(registered: RegisteredVersion, run_url: str, run_id: str, dataset: DatasetRef, seconds: float,

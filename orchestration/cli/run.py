@@ -72,9 +72,13 @@ def _print_serving() -> None:
 
 def _print_models(tracking_uri: str) -> None:
     """Where the trained models are: registry alias -> version, descriptor files in the object store."""
+    import os
+
     from mlflow.exceptions import MlflowException
 
     from orchestration.registry import CHALLENGER, MODEL_NAMES, resolve_model
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a small JSON file per model
 
     print("\nModels (MLflow registry; weights in the object store, listed by model/lpm_model.json):")
     for name in MODEL_NAMES.values():

@@ -46,7 +46,8 @@ def trained(lpm_stack, tmp_path_factory: pytest.TempPathFactory) -> Any:
                                 run_config={"ops": {k: {"config": v} for k, v in BUDGET.items()}})
         assert result.success
         yield {"result": result, "instance": instance, "store": store, "version": manifest.version,
-               "tracking_uri": os.environ["MLFLOW_TRACKING_URI"], "tmp": tmp_path_factory.mktemp("downloads")}
+               "tracking_uri": os.environ["MLFLOW_TRACKING_URI"], "catalog_url": os.environ["LPM_CATALOG_URL"],
+               "tmp": tmp_path_factory.mktemp("downloads")}
 
 
 def _client(trained: Any) -> Any:
@@ -113,3 +114,17 @@ def test_materialization_metadata_links_everything(trained: Any) -> None:
     assert stages == [1, 2]
     logs = [e.message for e in trained["instance"].all_logs(result.run_id) if e.message]
     assert any(m.startswith("progress step=") for m in logs), "Pipes progress did not reach the Dagster logs"
+
+
+def test_catalog_links_online_to_teacher_to_vae(trained: Any) -> None:
+    from infra.catalog import Catalog, models as m
+
+    client = _client(trained)
+    versions = {name: client.get_model_version_by_alias(name, CHALLENGER).version
+                for name in ("lpm-vae", "lpm-base", "lpm-online")}
+    with Catalog(trained["catalog_url"]).session(write=False) as s:
+        rows = {(r.name, r.version): r for r in s.query(m.ModelVersion)}
+        online, base, vae = (rows[(n, versions[n])] for n in ("lpm-online", "lpm-base", "lpm-vae"))
+        assert online.parent_id == base.id and base.parent_id == vae.id and vae.parent_id is None
+        assert online.kind == "online" and online.artifact_uri.startswith("s3://lpm-models/online/")
+        assert online.dagster_run_id == trained["result"].run_id and len(online.sha256) == 64
