@@ -52,13 +52,41 @@ def _rollback(args: argparse.Namespace) -> int:
     target = RollbackTarget(tracking_uri=env["MLFLOW_TRACKING_URI"], catalog_url=env["LPM_CATALOG_URL"],
                             grpc_url=env["LPM_TRITON_GRPC_URL"], repository=Path(env["LPM_TRITON_REPOSITORY"]),
                             registered_model=args.model, triton_model=args.triton_model, load_timeout_s=args.timeout)
-    result = rollback(target, to_version=args.to_version, reason=args.reason, who=actor())
+    who = actor()
+    result = rollback(target, to_version=args.to_version, reason=args.reason, who=who)
     name = args.triton_model or args.model
+    _record_in_dagster(env, args, result, who)
     print(f"{args.model}@champion: version {result.from_version} -> {result.to_version} "
           f"(served by Triton as {name} v{result.to_version}{', loaded' if result.loaded else ''}; "
           f"audit row {result.promotion_id})")
     print(f"stream it: lpm stream --model {name} --version {result.to_version} --image IMG --speech WAV")
     return 0
+
+
+def _record_in_dagster(env: dict[str, str], args: argparse.Namespace, result: Any, who: str) -> None:
+    """The rollback as a materialization of ``model_promotion`` (what the Dagster UI and `lpm run` show)."""
+    import logging
+
+    import dagster as dg
+
+    home = Path(os.environ.get("DAGSTER_HOME") or env["DAGSTER_HOME"])
+    if not home.is_dir():
+        logging.getLogger("lpm").warning("no Dagster instance at %s: the rollback is recorded in MLflow and the "
+                                         "catalog only", home)
+        return
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    name = args.triton_model or args.model
+    command = f"lpm stream --model {name} --version {result.to_version} --image IMG --speech WAV"
+    examples = Path(env["LPM_HOME"]) / "examples"
+    if (examples / "character.png").is_file():
+        from orchestration.examples import Examples
+
+        command = Examples(examples, {}).command(name, result.to_version, seconds=10)
+    dg.DagsterInstance.get().report_runless_asset_event(dg.AssetMaterialization("model_promotion", metadata={
+        "action": "rollback", "promoted": False, "reason": args.reason, "candidate_version": result.to_version,
+        "champion_before": result.from_version, "champion_after": result.to_version, "actor": who,
+        "promotion_id": result.promotion_id, "checks": dg.MetadataValue.json({"live_sessions": result.health}),
+        "stream_command": command, "champion_version": result.to_version}))
 
 
 def _promotions(args: argparse.Namespace) -> int:

@@ -241,6 +241,7 @@ def test_rollback_restores_the_previous_champion_in_mlflow_and_triton(world: Wor
     from serving.repository import remove_version
 
     remove_version(world.repository, "lpm-online", 1)  # retired from the repository: rollback rebuilds it
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     assert main(["model", "rollback", "--reason", "integration test"]) == 0
     assert "version 2 -> 1" in capsys.readouterr().out
     assert alias_version(world.tracking_uri, "lpm-online", CHAMPION) == "1"
@@ -252,6 +253,9 @@ def test_rollback_restores_the_previous_champion_in_mlflow_and_triton(world: Wor
         assert (latest.action, latest.from_version, latest.to_version) == ("rollback", "2", "1")
         assert latest.reason == "integration test" and latest.actor
         assert deployment(cat, latest.deployment_id).status == "live"
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("model_promotion"))
+    meta = event.asset_materialization.metadata
+    assert meta["action"].value == "rollback" and meta["champion_after"].value == "1"
     assert main(["model", "promotions"]) == 0
     out = capsys.readouterr().out
     assert "rollback" in out and "refuse" in out and out.count("promote") >= 2
