@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import Catalog
-from infra.catalog.releases import upsert_model_version
+from infra.catalog.releases import model_version_id, upsert_model_version
 from lpm_models.descriptor import DESCRIPTOR_NAME, ModelDescriptor
 from orchestration.registry import CHALLENGER
 
@@ -98,15 +98,19 @@ def move_alias(tracking_uri: str, name: str, alias: str, version: str, *, who: s
     log.info("%s@%s -> version %s (%s, by %s)", name, alias, version, reason, who)
 
 
-def catalog_version(catalog: Catalog, resolved: ResolvedVersion, dagster_run_id: str | None = None) -> int:
-    """The catalog row of a registered version (created or completed from MLflow); returns its id."""
+def catalog_version(catalog: Catalog, resolved: ResolvedVersion) -> int:
+    """The catalog row id of a registered version; created (as the training asset would) only when missing,
+    so the row its training asset wrote (dataset, parent) is never overwritten."""
+    existing = model_version_id(catalog, resolved.name, resolved.version)
+    if existing is not None:
+        return existing
     d = resolved.descriptor
     main = d.files.get(d.kind) or next(iter(d.files.values()))
     return upsert_model_version(
         catalog, name=resolved.name, version=resolved.version, kind=d.kind, preset=d.preset,
-        mlflow_run_id=resolved.run_id or None, artifact_uri=resolved.source, sha256=main.sha256,
-        dagster_run_id=dagster_run_id or resolved.tags.get("dagster.run_id"),
-        meta={"descriptor": d.to_dict(), "uri": resolved.uri})
+        mlflow_run_id=resolved.run_id or None, artifact_uri=main.uri, sha256=main.sha256,
+        dagster_run_id=resolved.tags.get("dagster.run_id"),
+        meta={"source": resolved.source, "descriptor": d.to_dict()})
 
 
 @dataclass

@@ -86,7 +86,7 @@ def _decide(context: dg.AssetExecutionContext, config: PromotionConfig, tracking
 
 
 @dg.asset(
-    group_name=GROUP, deps=[triton_deployment], kinds={"mlflow"},
+    group_name=GROUP, deps=[triton_deployment, BENCH_ASSET], kinds={"mlflow"},
     description="Moves MLflow alias `champion` to the deployed candidate only when smoke_stream and latency_slo "
     "passed on the newest deployment and LPM-Bench did not regress vs the champion (the first passing candidate "
     "becomes champion). Audited in the catalog (promotions); prints a ready-to-run `lpm stream` command.",

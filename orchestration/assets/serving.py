@@ -110,7 +110,7 @@ def triton_deployment(context: dg.AssetExecutionContext, config: TritonDeploymen
     served = sorted(keep)
     settings = read_settings(deployer.repository / name / "config.pbtxt") or ServeSettings()
     cat = catalog.catalog()
-    mv_id = catalog_version(cat, resolve_version(mlflow.tracking_uri, registered, version=version), context.run.run_id)
+    mv_id = catalog_version(cat, resolve_version(mlflow.tracking_uri, registered, version=version))
     dep_id = record_deployment(cat, model_version_id=mv_id, target=triton.grpc_url, triton_model=name,
                                repository_uri=str(deployer.repository / name / str(version)),
                                provenance_sha256=str(repo["provenance_sha256"]), dagster_run_id=context.run.run_id,
