@@ -140,35 +140,26 @@ def lineage(context: dg.AssetExecutionContext, dataset: DatasetRef, mlflow_run_i
 
 def record_model_version(catalog: CatalogResource, registered: RegisteredVersion, dagster_run_id: str,
                          mlflow_run_id: str, parent: str | None = None) -> int:
-    """Catalog row of a registered version (idempotent), linked to its dataset version (when the
-    catalog has it) and to ``parent`` (``name/version`` of the teacher or VAE): the walk from a
-    served model back to clips and raw videos."""
+    """Catalog row of a registered version (upserted like every other writer of ``model_versions``),
+    linked to its dataset version (when the catalog has it) and to ``parent`` (``name/version`` of
+    the teacher or VAE): the walk from a served model back to clips and raw videos."""
     import sqlalchemy as sa
 
     from infra.catalog import models as m
+    from infra.catalog.releases import model_version_id, upsert_model_version
 
-    descriptor = registered.descriptor
-    weights = descriptor.files[descriptor.kind]
-    with catalog.catalog().session() as s:
-        row = s.scalars(sa.select(m.ModelVersion).where(m.ModelVersion.name == registered.name,
-                                                        m.ModelVersion.version == registered.version)).first()
-        if row is not None:
-            return row.id
+    descriptor, db = registered.descriptor, catalog.catalog()
+    row_id = upsert_model_version(
+        db, name=registered.name, version=registered.version, kind=descriptor.kind, preset=descriptor.preset,
+        mlflow_run_id=mlflow_run_id, artifact_uri=registered.source, sha256=descriptor.files[descriptor.kind].sha256,
+        dagster_run_id=dagster_run_id, meta={"descriptor": descriptor.to_dict(), "uri": registered.uri})
+    parent_id = model_version_id(db, *parent.rsplit("/", 1)) if parent else None
+    with db.session() as s:
         dataset_id = s.scalars(sa.select(m.DatasetVersion.id).where(
             m.DatasetVersion.version == descriptor.lineage.get("dataset_version", ""))).first()
-        parent_id = None
-        if parent:
-            name, _, version = parent.rpartition("/")
-            parent_id = s.scalars(sa.select(m.ModelVersion.id).where(m.ModelVersion.name == name,
-                                                                     m.ModelVersion.version == version)).first()
-        row = m.ModelVersion(name=registered.name, version=registered.version, kind=descriptor.kind,
-                             preset=descriptor.preset, dataset_version_id=dataset_id, parent_id=parent_id,
-                             mlflow_run_id=mlflow_run_id, artifact_uri=weights.uri, sha256=weights.sha256,
-                             dagster_run_id=dagster_run_id, meta={"source": registered.source,
-                                                                  "descriptor": descriptor.to_dict()})
-        s.add(row)
-        s.flush()
-        return row.id
+        s.execute(sa.update(m.ModelVersion).where(m.ModelVersion.id == row_id)
+                  .values(parent_id=parent_id, dataset_version_id=dataset_id))
+    return row_id
 
 
 def result_metadata(registered: RegisteredVersion, run_url: str, run_id: str, dataset: DatasetRef, seconds: float,
