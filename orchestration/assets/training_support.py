@@ -149,10 +149,11 @@ def record_model_version(catalog: CatalogResource, registered: RegisteredVersion
     from infra.catalog.releases import model_version_id, upsert_model_version
 
     descriptor, db = registered.descriptor, catalog.catalog()
+    weights = descriptor.files[descriptor.kind]  # artifact_uri: the weights (serving's fallback writes the same)
     row_id = upsert_model_version(
         db, name=registered.name, version=registered.version, kind=descriptor.kind, preset=descriptor.preset,
-        mlflow_run_id=mlflow_run_id, artifact_uri=registered.source, sha256=descriptor.files[descriptor.kind].sha256,
-        dagster_run_id=dagster_run_id, meta={"descriptor": descriptor.to_dict(), "uri": registered.uri})
+        mlflow_run_id=mlflow_run_id, artifact_uri=weights.uri, sha256=weights.sha256, dagster_run_id=dagster_run_id,
+        meta={"source": registered.source, "descriptor": descriptor.to_dict()})
     parent_id = model_version_id(db, *parent.rsplit("/", 1)) if parent else None
     with db.session() as s:
         dataset_id = s.scalars(sa.select(m.DatasetVersion.id).where(

@@ -126,6 +126,6 @@ def test_catalog_links_online_to_teacher_to_vae(trained: Any) -> None:
         rows = {(r.name, r.version): r for r in s.query(m.ModelVersion)}
         online, base, vae = (rows[(n, versions[n])] for n in ("lpm-online", "lpm-base", "lpm-vae"))
         assert online.parent_id == base.id and base.parent_id == vae.id and vae.parent_id is None
-        assert online.kind == "online" and online.artifact_uri.endswith("/model")  # the registered source
-        assert online.meta["descriptor"]["files"]["online"]["uri"].startswith("s3://lpm-models/online/")
+        assert online.kind == "online" and online.artifact_uri.startswith("s3://lpm-models/online/")
+        assert online.meta["source"].endswith("/model") and online.meta["descriptor"]["kind"] == "online"
         assert online.dagster_run_id == trained["result"].run_id and len(online.sha256) == 64
