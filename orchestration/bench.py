@@ -139,7 +139,7 @@ class BenchRequest:
     triton_url: str | None = None
     triton_model: str = "lpm-online"
     triton_version: str = ""
-    base_steps: int | None = 4
+    base_steps: int | None = 2
     seed: int = 0
     check_leakage: bool = True
     leakage_shards: bool = True

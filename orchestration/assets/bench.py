@@ -29,7 +29,7 @@ class LPMBenchConfig(dg.Config):
     cases: str = "default-v1"
     subsets: list[str] = []
     limit: int = 0
-    base_steps: int = 4
+    base_steps: int = 2
     baselines: bool = True
     check_leakage: bool = True
     videos: int = 3

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     run.add_argument("--triton", default=None, metavar="grpc://HOST:PORT", help="also evaluate a served Online LPM")
     run.add_argument("--triton-model", default="lpm-online", help="Triton model name (default lpm-online)")
     run.add_argument("--triton-version", default="", help="Triton model version (default: the newest loaded)")
-    run.add_argument("--base-steps", type=int, default=4,
-                     help="Euler steps per chunk for Base LPM (default 4; 0 = the preset's own)")
+    run.add_argument("--base-steps", type=int, default=2,
+                     help="Euler steps per chunk for Base LPM (default 2, the bench budget; 0 = the preset's own)")
     run.add_argument("--seed", type=int, default=0, help="generation seed")
     run.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     run.add_argument("--no-record", action="store_true", help="do not log to MLflow or write catalog rows")

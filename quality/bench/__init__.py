@@ -9,4 +9,14 @@
 - :mod:`.evaluate`      ``evaluate_video``: every dimension for one case
 - :mod:`.groundtruth`, :mod:`.validate`  known-answer cases from the synthetic corpus, degraded
   variants, and the validation report (``python -m quality.bench.validate``)
+
+The benchmark itself (``lpm bench``):
+
+- :mod:`.cases`, :mod:`.casebuild`, :mod:`.styles`, ``casesets/*.yaml``  versioned case sets built from
+  held-out identities and conversations; :mod:`.leakage` proves they share nothing with training
+- :mod:`.systems`  ground truth, still image, Base / Online LPM in process, Online LPM on Triton (the
+  only place quality imports serving: ``serving.client``, lazily inside ``TritonSystem.generate``)
+- :mod:`.runner`, :mod:`.scores`  per-case rows with one score in [0, 1] per dimension, tables
+- :mod:`.compare`  paired bootstrap deltas and the regression verdict (the promotion gate's API)
+- :mod:`.record`  MLflow runs (parent + one per system) and catalog rows
 """

@@ -163,3 +163,34 @@ def test_catalog_rows_per_system_and_case(benched: dict[str, Any]) -> None:
         assert latest_bench_run(catalog, online, "test-small").id == runs[4].id
         results = bench_results(catalog, first_online.id)
         assert {r.subset for r in results} == {"speaking", "listening"} and all("overall" in r.scores for r in results)
+
+
+def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_stack: Any, bench_cases: CaseSet,  # noqa: F811
+                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tritonclient.grpc as grpcclient
+
+    from orchestration.bench import resolve_model_uri
+    from orchestration.cli import main as lpm
+    from serving.repository import build_model
+
+    stack = lpm_stack.require("objectstore", "mlflow", "triton")
+    name = "lpm-bench-it"
+    spec = tmp_path / "test-small.yaml"
+    spec.write_text(SPEC)
+    with stack.activated() as env:
+        online = resolve_model_uri(env["MLFLOW_TRACKING_URI"], "models:/lpm-online/1")
+        build_model(stack.settings.triton_repository, online.descriptor, registered_model="lpm-online", version=1,
+                    run_id=online.ref.mlflow_run_id or "run", triton_model=name)
+        client = grpcclient.InferenceServerClient(stack.settings.triton_grpc_url)
+        client.load_model(name)
+        try:
+            rows = tmp_path / "rows.json"
+            code = lpm(["bench", "run", "--triton", f"grpc://{stack.settings.triton_grpc_url}", "--triton-model", name,
+                        "--cases", str(spec), "--cache-dir", str(bench_cases.root.parent.parent), "--subset", "speaking",
+                        "--no-record", "--json", str(rows)])
+        finally:
+            client.unload_model(name)
+    assert code == 0 and f"Triton {name}" in capsys.readouterr().out
+    row = json.loads(rows.read_text())["rows"][0]
+    assert row["system"] == "triton" and row["latency.ttff_s"] > 0 and row["latency.chunk_p99_s"] > 0
+    assert 0.0 <= row["overall"] <= 1.0
