@@ -86,6 +86,20 @@ class TritonDeploymentConfig(dg.Config):
     unload_wait_s: float = 30.0
 
 
+def _plan_versions(deployer: TritonDeployer, tracking_uri: str, registered: str, name: str, version: int,
+                   keep_newest: int) -> tuple[str | None, list[int], list[int]]:
+    """(champion, versions to serve, versions retired): the newest ``keep_newest`` plus the candidate and the
+    champion (rebuilt from its MLflow descriptor when its folder is missing); the rest leave the repository."""
+    champion = alias_version(tracking_uri, registered, CHAMPION)
+    if champion and int(champion) not in repository_versions(deployer.repository, name):
+        resolved = resolve_version(tracking_uri, registered, version=champion)
+        build_model(deployer.repository, resolved.descriptor, registered_model=registered, version=int(champion),
+                    run_id=resolved.run_id, triton_model=name)
+    keep = versions_to_keep(repository_versions(deployer.repository, name), keep_newest,
+                            pinned=[version] + ([int(champion)] if champion else []))
+    return champion, sorted(keep), deployer.retire(name, keep)
+
+
 def _fail(catalog: Any, deployment_id: int, message: str, **metadata: Any) -> dg.Failure:
     set_deployment_status(catalog, deployment_id, "failed")
     return dg.Failure(message, metadata={"deployment_id": deployment_id, **metadata})
@@ -103,11 +117,8 @@ def triton_deployment(context: dg.AssetExecutionContext, config: TritonDeploymen
     name, version, registered = str(repo["triton_model"]), int(repo["model_version"]), str(repo["registered_model"])
     deployer = TritonDeployer(triton.grpc_url, triton.repository_path())
     deployer.require_server()
-    champion = alias_version(mlflow.tracking_uri, registered, CHAMPION)
-    keep = versions_to_keep(repository_versions(deployer.repository, name), config.keep_newest,
-                            pinned=[version] + ([int(champion)] if champion else []))
-    retired = deployer.retire(name, keep)
-    served = sorted(keep)
+    champion, served, retired = _plan_versions(deployer, mlflow.tracking_uri, registered, name, version,
+                                               config.keep_newest)
     settings = read_settings(deployer.repository / name / "config.pbtxt") or ServeSettings()
     cat = catalog.catalog()
     mv_id = catalog_version(cat, resolve_version(mlflow.tracking_uri, registered, version=version))

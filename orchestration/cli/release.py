@@ -107,12 +107,12 @@ def _promotions(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no promotions of {args.model} recorded yet")
         return 0
-    print(f"{'id':>4}  {'when (UTC)':<19}  {'action':<8} {'from':>4} -> {'to':<4} {'who':<12} {'checks':<28} reason")
+    print(f"{'id':>4}  {'when (UTC)':<19}  {'action':<8} {'from':>4} -> {'to':<4} {'who':<12} {'checks':<30} reason")
     for r in rows:
         when = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
         checks = ",".join(f"{k}={'ok' if v else 'FAIL'}" for k, v in _checks(r.meta).items()) or "-"
         print(f"{r.id:>4}  {when:<19}  {r.action:<8} {r.from_version or '-':>4} -> {r.to_version:<4} "
-              f"{(r.actor or '-')[:12]:<12} {checks[:28]:<28} {r.reason}")
+              f"{(r.actor or '-')[:12]:<12} {checks[:30]:<30} {r.reason}")
     return 0
 
 
