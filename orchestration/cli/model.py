@@ -1,5 +1,6 @@
 """`lpm model` — model presets: sizes, tokens and FLOPs (counted on the meta device); the champion's
-promotion audit trail and its rollback (``orchestration.cli.release``)."""
+promotion audit trail and its rollback (``orchestration.cli.release``); the training and streaming
+benchmarks (``lpm_models.base.bench``, ``lpm_models.online.bench``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,24 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     from orchestration.cli.release import register_release
 
     register_release(cmds)
+    _register_bench(cmds, "bench-train", "lpm_models.base.bench",
+                    "Base LPM training throughput and peak RSS per rank: FSDP2 on 2 CPU ranks vs 1 process")
+    _register_bench(cmds, "bench-stream", "lpm_models.online.bench",
+                    "Online LPM streaming: real-time factor, TTFF, cost vs Base LPM, RSS over a long stream")
+
+
+def _register_bench(cmds: argparse._SubParsersAction, name: str, module: str, help_text: str) -> None:
+    """A pass-through subcommand: every argument (``--help`` too) goes to ``module.main``."""
+    p = cmds.add_parser(name, help=help_text, add_help=False, prefix_chars="\x00",
+                        description=f"{help_text}. Arguments are those of `python -m {module} --help`.")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help=f"arguments of python -m {module}")
+    p.set_defaults(func=_run_bench, bench_module=module, bench_prog=f"lpm model {name}")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    return int(importlib.import_module(args.bench_module).main(list(args.bench_args), prog=args.bench_prog))
 
 
 def _list(args: argparse.Namespace) -> int:
