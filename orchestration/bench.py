@@ -191,5 +191,6 @@ def run_request(request: BenchRequest, cases: CaseSet, work_dir: Path, *, tracki
     if tracking_uri is not None:
         tracked = log_mlflow(result, tracking_uri, models=refs, tags=request.tags, leakage=leakage or None,
                              videos=request.videos)
-    ids = record_catalog(result, catalog_url, tracked, models=refs, dagster_run_id=dagster_run_id) if catalog_url else {}
+    ids = {} if not catalog_url else record_catalog(result, catalog_url, tracked, models=refs,
+                                                    dagster_run_id=dagster_run_id)
     return BenchOutcome(result, refs, tracked, ids, leakage)

@@ -141,6 +141,7 @@ def _cases(args: argparse.Namespace) -> int:
     cases = load_case_set(args.cases, args.cache_dir or bench_cache_dir(), long=args.long)
     lines = [f"{cases.spec.name} ({cases.spec.digest[:12]}): {len(cases.cases)} cases in {cases.root}",
              f"{'case':58s}{'subset':26s}{'style':12s}{'seconds':>8s}{'prompts':>8s}"]
-    lines += [f"{c.case_id:58s}{c.subset:26s}{c.style:12s}{c.duration_s:>8.1f}{len(c.prompts):>8d}" for c in cases.cases]
+    lines += [f"{c.case_id:58s}{c.subset:26s}{c.style:12s}{c.duration_s:>8.1f}{len(c.prompts):>8d}"
+              for c in cases.cases]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -118,7 +118,8 @@ class _Writer:
             subset=subset.name, identity_id=gt.identity_id,
             identity_key=f"heldout-s{self.spec.identities.seed}/{gt.identity_id}", style=style, fps=fps,
             n_frames=gt.n_frames, prompts=prompts, source=dict(self.sources[video_id], person=gt.person),
-            audio_sha256={"speak": pcm_sha256(audio.speak), "listen": pcm_sha256(audio.listen)},  # type: ignore[arg-type]
+            audio_sha256={"speak": pcm_sha256(audio.speak),
+                          "listen": pcm_sha256(audio.listen)},  # type: ignore[arg-type]
             root=self.root, file=file, identity_embedding=[round(float(v), 6) for v in embedding])
         self.cases.append(case)
         log.info("case %s: %d frames, %d prompt(s), style %s", case.case_id, case.n_frames, len(prompts), style)

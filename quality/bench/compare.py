@@ -90,7 +90,8 @@ class Comparison:
         pct = int(round(self.confidence * 100))
         lines = [f"**LPM-Bench: {self.candidate_label} vs {self.baseline_label}** — "
                  f"{'REGRESSED' if self.regressed else 'no regression'}", "",
-                 f"| dimension | {self.candidate_label} | {self.baseline_label} | delta | {pct}% CI | cases | verdict |",
+                 f"| dimension | {self.candidate_label} | {self.baseline_label} | delta | {pct}% CI | cases "
+                 "| verdict |",
                  "|---|---:|---:|---:|---|---:|---|"]
         lines += [_markdown_row(d) for d in self.deltas.values()]
         if self.by_subset:
@@ -188,7 +189,8 @@ def compare(candidate_rows: Iterable[Row], baseline_rows: Iterable[Row], *,
     for subset in sorted({str(cand[c].get("subset", "")) for c in shared} - {""}):
         ids = {c for c in shared if str(cand[c].get("subset", "")) == subset}
         sub_c, sub_b = {c: cand[c] for c in ids}, {c: base[c] for c in ids}
-        by_subset[subset] = {d: dimension_delta(sub_c, sub_b, d, rng=rng, **opts) for d in dimensions}  # type: ignore[arg-type]
+        by_subset[subset] = {d: dimension_delta(sub_c, sub_b, d, rng=rng, **opts)  # type: ignore[arg-type]
+                             for d in dimensions}
     return Comparison(deltas, by_subset, tolerance, confidence, candidate_label, baseline_label, unpaired)
 
 

@@ -184,6 +184,7 @@ class BaseLPMSystem:
         import torch
 
         from lpm_models.online.engine import frames_to_uint8, image_to_tensor
+        from lpm_models.online.vae_stream import StreamingDecoder
 
         cfg, audio = self.model.cfg, case.audio
         tc, spf = cfg.vae.temporal_factor, cfg.audio.samples_per_frame
@@ -199,8 +200,12 @@ class BaseLPMSystem:
             refs = self.vae.encode_image(pixels)[:, 0][None]  # (1, 1, C, h, w)
             latents = self.model.generate(speak, listen, text, mask, refs, torch.ones(1, 1, dtype=torch.bool),
                                           steps=self.steps, generator=torch.Generator().manual_seed(self.seed))
-            video = self.vae.decode(latents.float())[0]  # (F, 3, H, W)
-        out = fit_frames(frames_to_uint8(video), case.n_frames, case.reference_image.shape[:2])
+            decoder, video = StreamingDecoder(self.vae), []
+            state = decoder.init_state()
+            for start in range(0, latents.shape[1], cfg.sampler.chunk_latents):  # bounded memory on long form
+                frames, state = decoder.decode(latents[:, start:start + cfg.sampler.chunk_latents].float(), state)
+                video.append(frames_to_uint8(frames[0]))  # (f, H, W, 3)
+        out = fit_frames(np.concatenate(video), case.n_frames, case.reference_image.shape[:2])
         return Generated(frames=out, seconds=time.perf_counter() - t0)
 
 
@@ -230,8 +235,9 @@ class TritonSystem:
             out, latencies, ttff = [], [], None
             for k in range(chunks):
                 prompt = active_prompt(case, k * step, (k + 1) * step) or NEUTRAL_CAPTION
-                a, b = (np.pad(x[k * n:(k + 1) * n], (0, max(0, n - len(x[k * n:(k + 1) * n])))) for x in (audio.speak, listen))
-                client.send(a.astype(np.float32), b.astype(np.float32), prompt=prompt)
+                a, b = (np.pad(x[k * n:(k + 1) * n], (0, n - len(x[k * n:(k + 1) * n]))).astype(np.float32)
+                        for x in (audio.speak, listen))
+                client.send(a, b, prompt=prompt)
                 reply = client.receive()
                 latencies.append(reply.latency_s)
                 if ttff is None and reply.first_response_at is not None:

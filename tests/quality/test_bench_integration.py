@@ -165,7 +165,8 @@ def test_catalog_rows_per_system_and_case(benched: dict[str, Any]) -> None:
         assert {r.subset for r in results} == {"speaking", "listening"} and all("overall" in r.scores for r in results)
 
 
-def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_stack: Any, bench_cases: CaseSet,  # noqa: F811
+def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_stack: Any,
+                                                  bench_cases: CaseSet,  # noqa: F811
                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -186,8 +187,8 @@ def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_s
         try:
             rows = tmp_path / "rows.json"
             code = lpm(["bench", "run", "--triton", f"grpc://{stack.settings.triton_grpc_url}", "--triton-model", name,
-                        "--cases", str(spec), "--cache-dir", str(bench_cases.root.parent.parent), "--subset", "speaking",
-                        "--no-record", "--json", str(rows)])
+                        "--cases", str(spec), "--cache-dir", str(bench_cases.root.parent.parent),
+                        "--subset", "speaking", "--no-record", "--json", str(rows)])
         finally:
             client.unload_model(name)
     assert code == 0 and f"Triton {name}" in capsys.readouterr().out
