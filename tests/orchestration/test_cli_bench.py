@@ -48,3 +48,23 @@ def test_cases_and_a_baselines_run(bench_cases: CaseSet, tmp_path: Path,  # noqa
     table = capsys.readouterr().out
     assert "ground truth" in table and "still image" in table and "took" in table and "MLflow" not in table
     assert out_json.is_file() and '"rows"' in out_json.read_text()
+
+
+def test_compare_prints_deltas_and_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.quality.test_bench_compare import BASE, _log_run, rows
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("lpm", artifact_location=(tmp_path / "artifacts").as_uri())
+    base = rows({"sync": BASE, "overall": BASE})
+    old = _log_run(client, exp_id, "old", base, "1", tmp_path)
+    new = _log_run(client, exp_id, "new", [dict(r, sync=r["sync"] - 0.3) for r in base], "2", tmp_path)
+    assert lpm(["bench", "compare", new, old]) == 0
+    out = capsys.readouterr().out
+    assert "lpm-online/2 vs lpm-online/1" in out and "| sync |" in out and "95% CI" in out and "REGRESSED" in out
+    assert lpm(["bench", "compare", new, old, "--check"]) == 1
+    assert lpm(["bench", "compare", old, old, "--check"]) == 0

@@ -42,8 +42,10 @@ def _write_models(directory: Path) -> dict[str, Path]:
     return paths
 
 
-def _register(tracking_uri: str, store: Any, paths: dict[str, Path]) -> None:
-    """Upload the weights, register lpm-base/1 and lpm-online/1 (teacher lpm-base/1) on dataset DATASET."""
+def _register(tracking_uri: str, store: Any, paths: dict[str, Path]) -> dict[str, str]:
+    """Upload the weights, register a new lpm-base and lpm-online version (the online one distilled from that base)
+    on dataset DATASET, both @challenger; returns their version numbers (the session's MLflow server is shared with
+    other tests, so they need not be 1)."""
     from mlflow.tracking import MlflowClient
 
     from orchestration.registry import register_model, version_tags
@@ -51,14 +53,17 @@ def _register(tracking_uri: str, store: Any, paths: dict[str, Path]) -> None:
     refs = {k: store.upload(p, f"s3://lpm-models/bench-test/{p.name}").to_dict() for k, p in paths.items()}
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name("lpm") or client.get_experiment(client.create_experiment("lpm"))
-    for kind, teacher in (("base", None), ("online", "lpm-base/1")):
+    versions: dict[str, str] = {}
+    for kind in ("base", "online"):
+        teacher = f"lpm-base/{versions['base']}" if kind == "online" else None
         descriptor = ModelDescriptor.from_dict({
             "format": "lpm-model/1", "kind": kind, "preset": "tiny",
             "files": {k: refs[k] for k in (kind, "vae")}, "lineage": {"dataset_version": DATASET}})
         run = client.create_run(exp.experiment_id, tags={"lpm.stage": kind})
-        register_model(client, f"lpm-{kind}", run.info.run_id, descriptor,
-                       version_tags(descriptor, "dagster-test", teacher=teacher))
+        versions[kind] = register_model(client, f"lpm-{kind}", run.info.run_id, descriptor,
+                                        version_tags(descriptor, "dagster-test", teacher=teacher)).version
         client.set_terminated(run.info.run_id)
+    return versions
 
 
 def _upload_dataset(store: Any, tmp: Path) -> None:
@@ -82,7 +87,7 @@ def benched(lpm_stack: Any, bench_cases: CaseSet, tmp_path_factory: pytest.TempP
     with lpm_stack.activated() as env, pytest.MonkeyPatch.context() as mp:
         mp.setenv("LPM_BENCH_CACHE", str(bench_cases.root.parent.parent))
         store = ObjectStore.from_env()
-        _register(env["MLFLOW_TRACKING_URI"], store, _write_models(tmp / "models"))
+        versions = _register(env["MLFLOW_TRACKING_URI"], store, _write_models(tmp / "models"))
         _upload_dataset(store, tmp)
         catalog_url = f"sqlite:///{tmp / 'catalog.db'}"
         resources = {"mlflow": MlflowResource(tracking_uri=env["MLFLOW_TRACKING_URI"]),
@@ -96,18 +101,18 @@ def benched(lpm_stack: Any, bench_cases: CaseSet, tmp_path_factory: pytest.TempP
                                   run_config={"ops": {"lpm_bench": {"config": config}}})
                    for config in (first, again)]
     metadata = [r.asset_materializations_for_node("lpm_bench")[0].metadata for r in results]
-    return {"tracking_uri": env["MLFLOW_TRACKING_URI"], "catalog_url": catalog_url,
+    return {"tracking_uri": env["MLFLOW_TRACKING_URI"], "catalog_url": catalog_url, "versions": versions,
             "meta": [{k: v.value for k, v in m.items()} for m in metadata]}
 
 
 def test_materialization_metadata_names_version_run_scores_and_table(benched: dict[str, Any]) -> None:
-    meta = benched["meta"][0]
-    assert meta["model_version"] == "1" and meta["model"] == "lpm-online/1" and meta["n_cases"] == 2
+    meta, online, base = benched["meta"][0], benched["versions"]["online"], benched["versions"]["base"]
+    assert meta["model_version"] == online and meta["model"] == f"lpm-online/{online}" and meta["n_cases"] == 2
     assert meta["mlflow_url"].endswith(meta["mlflow_run_id"])
     for dim in ("sync", "identity", "motion", "visual", "overall"):
         assert 0.0 <= meta[f"score_{dim}"] <= 1.0
-    assert "| ground truth | 2 |" in meta["table"] and "| lpm-online/1 | 2 |" in meta["table"]
-    assert meta["leakage"][DATASET]["ok"] is True and meta["base_model"] == "lpm-base/1"
+    assert "| ground truth | 2 |" in meta["table"] and f"| lpm-online/{online} | 2 |" in meta["table"]
+    assert meta["leakage"][DATASET]["ok"] is True and meta["base_model"] == f"lpm-base/{base}"
     second = benched["meta"][1]
     assert second["base_reused"] is True and second["base_mlflow_run_id"] == meta["base_mlflow_run_id"]
 
@@ -116,10 +121,10 @@ def test_mlflow_runs_hold_tags_metrics_case_table_and_videos(benched: dict[str, 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=benched["tracking_uri"])
-    meta = benched["meta"][0]
+    meta, online = benched["meta"][0], benched["versions"]["online"]
     run = client.get_run(meta["mlflow_run_id"])
     tags = run.data.tags
-    assert tags[TAGS["model_name"]] == "lpm-online" and tags[TAGS["model_version"]] == "1"
+    assert tags[TAGS["model_name"]] == "lpm-online" and tags[TAGS["model_version"]] == online
     assert tags[TAGS["system"]] == "online" and tags[TAGS["cases"]] == "test-small"
     assert tags["dagster.asset"] == "lpm_bench" and "dagster.run_id" in tags
     assert {"all/overall", "speaking/sync", "listening/motion", "mean_latency_rtf"} <= set(run.data.metrics)
@@ -132,14 +137,14 @@ def test_mlflow_runs_hold_tags_metrics_case_table_and_videos(benched: dict[str, 
     assert parent.data.tags[TAGS["role"]] == "invocation" and "ground_truth/all/overall" in parent.data.metrics
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "bench")} >= {
         "bench/summary.txt", "bench/scores.png", "bench/leakage.json", "bench/case_set.json"}
-    assert find_bench_run("lpm-online", "1", benched["tracking_uri"], cases="test-small") is not None
+    assert find_bench_run("lpm-online", online, benched["tracking_uri"], cases="test-small") is not None
 
 
 def test_comparison_of_two_bench_runs(benched: dict[str, Any]) -> None:
     first, second = (m["mlflow_run_id"] for m in benched["meta"])
     cmp = compare_mlflow_runs(second, first, benched["tracking_uri"])
     assert cmp.deltas["overall"].n_cases == 1 and not cmp.regressed  # the same untrained model, one shared case
-    assert "lpm-online/1" in cmp.markdown()
+    assert f"lpm-online/{benched['versions']['online']}" in cmp.markdown()
 
 
 def test_catalog_rows_per_system_and_case(benched: dict[str, Any]) -> None:
@@ -149,8 +154,8 @@ def test_catalog_rows_per_system_and_case(benched: dict[str, Any]) -> None:
     from infra.catalog.releases import model_version_id
 
     with Catalog(benched["catalog_url"]) as catalog:
-        online = model_version_id(catalog, "lpm-online", "1")
-        base = model_version_id(catalog, "lpm-base", "1")
+        online = model_version_id(catalog, "lpm-online", benched["versions"]["online"])
+        base = model_version_id(catalog, "lpm-base", benched["versions"]["base"])
         assert online is not None and base is not None
         with catalog.session(write=False) as s:
             runs = s.query(BenchRun).order_by(BenchRun.id).all()
@@ -179,8 +184,9 @@ def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_s
     spec = tmp_path / "test-small.yaml"
     spec.write_text(SPEC)
     with stack.activated() as env:
-        online = resolve_model_uri(env["MLFLOW_TRACKING_URI"], "models:/lpm-online/1")
-        build_model(stack.settings.triton_repository, online.descriptor, registered_model="lpm-online", version=1,
+        online = resolve_model_uri(env["MLFLOW_TRACKING_URI"], f"models:/lpm-online/{benched['versions']['online']}")
+        build_model(stack.settings.triton_repository, online.descriptor, registered_model="lpm-online",
+                    version=int(benched["versions"]["online"]),
                     run_id=online.ref.mlflow_run_id or "run", triton_model=name)
         client = grpcclient.InferenceServerClient(stack.settings.triton_grpc_url)
         client.load_model(name)
