@@ -145,6 +145,7 @@ class BenchRequest:
     leakage_shards: bool = True
     videos: int = 3
     tags: dict[str, str] = field(default_factory=dict)
+    ablations: bool = False  # each Base LPM also as its audio-dropped ablation (``base-noaudio``)
 
 
 @dataclass
@@ -165,8 +166,12 @@ def build_systems(request: BenchRequest, tracking_uri: str | None, store: Object
         if tracking_uri is None:
             raise ValueError("--model needs MLFLOW_TRACKING_URI (`eval \"$(lpm services env)\"`)")
         model = resolve_model_uri(tracking_uri, uri)
-        systems.append(model_system(model, store, cache_dir, request.base_steps, request.seed))
+        system = model_system(model, store, cache_dir, request.base_steps, request.seed)
+        systems.append(system)
         resolved.append(model)
+        if request.ablations and isinstance(system, BaseLPMSystem):
+            systems.append(system.audio_dropped())
+            resolved.append(None)  # not the registered model's bench run: promotion and compare never read it
     if request.triton_url:
         systems.append(TritonSystem(request.triton_url, request.triton_model, request.triton_version, request.seed))
         resolved.append(None)

@@ -99,33 +99,49 @@ def _progress(job: str, done: int, total: int, started: float) -> None:
     log.info("%s: %d/%d partitions done, %.0f s elapsed, ETA %.0f s", job, done, total, elapsed, eta)
 
 
+STAGES = ("synthetic_corpus_job", "curate_video", "build_dataset", "train_models", "evaluate_models",
+          "deploy_and_promote")
+
+
 def run_lineage(corpus: dict[str, Any] | None = None, workers: int = 2,
-                training: dict[str, Any] | None = None) -> list[StepReport]:
+                training: dict[str, Any] | None = None, start: str = STAGES[0]) -> list[StepReport]:
     """Run every stage of the lineage in order. The environment must point at a running stack.
 
     ``training``: run config of the ``train_models`` job (None: its short CPU budgets; see
-    ``orchestration.assets.training.training_run_config``)."""
+    ``orchestration.assets.training.training_run_config``). ``start``: the first stage to run (one of
+    ``STAGES``); the stages before it are taken as materialized (their latest materializations are used)."""
     from orchestration.assets.ingest import RAW_BUCKET, RAW_PREFIX, partition_key_for, raw_video_partitions
     from orchestration.resources import object_store_from_env
 
+    if start not in STAGES:
+        raise ValueError(f"unknown stage {start!r}; choose one of {', '.join(STAGES)}")
+    if STAGES.index(start) > STAGES.index("curate_video"):
+        return _run_jobs(STAGES[STAGES.index(start):], training)
     instance = dg.DagsterInstance.get()
-    started = time.perf_counter()
-    step = StepReport("synthetic_corpus_job", runs=1)
-    if not run_job(step.job, {"ops": {"synthetic_corpus": {"config": corpus}}} if corpus else None):
-        step.failed.append("synthetic_corpus")
-    reports = [_timed(step, started)]
-    if step.failed:
-        return reports
+    reports: list[StepReport] = []
+    if start == STAGES[0]:
+        started = time.perf_counter()
+        step = StepReport("synthetic_corpus_job", runs=1)
+        if not run_job(step.job, {"ops": {"synthetic_corpus": {"config": corpus}}} if corpus else None):
+            step.failed.append("synthetic_corpus")
+        reports.append(_timed(step, started))
+        if step.failed:
+            return reports
 
     store = object_store_from_env()
     keys = [partition_key_for(k) for k in store.list(RAW_BUCKET, RAW_PREFIX)]
     known = set(instance.get_dynamic_partitions(raw_video_partitions.name))
     instance.add_dynamic_partitions(raw_video_partitions.name, [k for k in keys if k not in known])
     reports.append(run_partitions("curate_video", keys, workers))
-    for job, run_config in (("build_dataset", None), ("train_models", training), ("evaluate_models", None),
-                            ("deploy_and_promote", None)):
+    return reports + _run_jobs(STAGES[2:], training)
+
+
+def _run_jobs(jobs: tuple[str, ...], training: dict[str, Any] | None) -> list[StepReport]:
+    """Run unpartitioned jobs in order (``train_models`` with ``training``); stop at the first failure."""
+    reports = []
+    for job in jobs:
         step, started = StepReport(job, runs=1), time.perf_counter()
-        if not run_job(job, run_config):
+        if not run_job(job, training if job == "train_models" else None):
             step.failed.append(job)
         reports.append(_timed(step, started))
         if step.failed:

@@ -202,7 +202,14 @@ LONG_BUDGET: dict[str, dict[str, Any]] = {
     "online_lpm": {"steps_ode": 200, "steps_dmd": 100, "steps_self_forcing": 100, "steps_refiner": 100,
                    "clips": 32, "heldout": 8, "batch_size": 4, "teacher_substeps": 4},
 }
-BUDGETS: dict[str, dict[str, dict[str, Any]]] = {"short": {}, "long": LONG_BUDGET}
+# about 40 minutes of training on 2 idle CPU cores (the model-quality benchmark's budget: <= 45 min)
+MEDIUM_BUDGET: dict[str, dict[str, Any]] = {
+    "video_vae": {"steps": 600},
+    "base_lpm": {"steps": 900, "log_every": 20, "checkpoint_every": 300},
+    "online_lpm": {"steps_ode": 60, "steps_dmd": 20, "steps_self_forcing": 20, "steps_refiner": 20,
+                   "clips": 16, "heldout": 4, "batch_size": 2, "teacher_substeps": 4},
+}
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = {"short": {}, "medium": MEDIUM_BUDGET, "long": LONG_BUDGET}
 
 
 def training_run_config(budget: str = "short") -> dict[str, Any]:

@@ -4,6 +4,7 @@
     lpm bench run --model models:/lpm-online/3 --triton grpc://127.0.0.1:8001 --triton-model lpm-online
     lpm bench compare CANDIDATE_RUN_ID BASELINE_RUN_ID [--check]
     lpm bench cases [--long]
+    lpm bench quality [--base URI --online URI] [--long] [--check]
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("lpm.bench")
+
+
+def _shared_options(p: argparse.ArgumentParser) -> None:
+    """Options of every evaluating action: seed, threads, recording, catalog and case cache."""
+    p.add_argument("--seed", type=int, default=0, help="generation seed")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--no-record", action="store_true", help="do not log to MLflow or write catalog rows")
+    p.add_argument("--catalog-url", default=None, help="catalog URL (default LPM_CATALOG_URL or $LPM_HOME's)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -38,13 +48,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     run.add_argument("--triton-version", default="", help="Triton model version (default: the newest loaded)")
     run.add_argument("--base-steps", type=int, default=2,
                      help="Euler steps per chunk for Base LPM (default 2, the bench budget; 0 = the preset's own)")
-    run.add_argument("--seed", type=int, default=0, help="generation seed")
-    run.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    run.add_argument("--no-record", action="store_true", help="do not log to MLflow or write catalog rows")
+    _shared_options(run)
     run.add_argument("--no-leakage-check", action="store_true",
                      help="skip checking the cases against each model's training dataset version")
-    run.add_argument("--catalog-url", default=None, help="catalog URL (default LPM_CATALOG_URL or $LPM_HOME's)")
-    run.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
     run.add_argument("--work-dir", type=Path, default=None, help="keep generated videos here (default: temporary)")
     run.add_argument("--json", type=Path, default=None, help="write every per-case row to this file")
     run.set_defaults(func=_run)
@@ -55,6 +61,25 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     cmp.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
     cmp.add_argument("--check", action="store_true", help="exit 1 when the candidate regressed")
     cmp.set_defaults(func=_compare)
+    q = cmds.add_parser("quality", help="Base/Online LPM quality goals: lip-sync and identity vs ground truth and "
+                        "the audio-dropped ablation", description=(
+                            "Runs ground truth, Base LPM, Base LPM with its audio dropped and Online LPM on the "
+                            "held-out cases (leakage-checked) and prints lip-sync confidence (and its share of ground "
+                            "truth's), best offset, identity distance to the reference, and each goal's verdict "
+                            "(quality.bench.modelquality). --long adds the 10-minute stream (identity drift)."))
+    q.add_argument("--base", default="models:/lpm-base@challenger", help="Base LPM (default lpm-base@challenger)")
+    q.add_argument("--online", default="models:/lpm-online@challenger",
+                   help="Online LPM (default lpm-online@challenger; '' to skip)")
+    q.add_argument("--cases", default="default-v1", help="case set name or YAML path (default default-v1)")
+    q.add_argument("--subset", action="append", default=None,
+                   help="subsets (repeatable; default speaking, listening, multi_turn)")
+    q.add_argument("--long", action="store_true", help="also the long-form subset (10 min; Online only; slow)")
+    q.add_argument("--base-steps", type=int, default=0,
+                   help="Euler steps per chunk for Base LPM (default 0 = the preset's own sampler)")
+    _shared_options(q)
+    q.add_argument("--json", type=Path, default=None, help="write the figures and verdicts to this file")
+    q.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    q.set_defaults(func=_quality)
     cases = cmds.add_parser("cases", help="build (once) and list a case set")
     cases.add_argument("--cases", default="default-v1", help="case set name or YAML path")
     cases.add_argument("--long", action="store_true", help="include the long-form subset")
@@ -120,6 +145,53 @@ def _run(args: argparse.Namespace) -> int:
         out += [f"  {system}: run {run_id}" for system, run_id in outcome.tracked.system_runs.items()]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestration.bench import BenchRequest, bench_cache_dir, run_request
+    from quality.bench.cases import load_case_set
+    from quality.bench.modelquality import quality_report
+    from quality.bench.runner import format_table
+
+    tracking = _tracking_uri()
+    if tracking is None:
+        raise ValueError("the models resolve through MLflow: set MLFLOW_TRACKING_URI (`eval \"$(lpm services env)\"`)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cases = load_case_set(args.cases, args.cache_dir or bench_cache_dir(), long=args.long)
+    subsets = args.subset or ["speaking", "listening", "multi_turn"]
+    short = cases.select(subsets, None)
+    models = [args.base] + ([args.online] if args.online else [])
+    request = BenchRequest(models=models, baselines=True, base_steps=args.base_steps or None, seed=args.seed,
+                           ablations=True, tags={"lpm.bench.purpose": "model-quality"})
+    catalog = None if args.no_record else _catalog_url(args)
+    with tempfile.TemporaryDirectory(prefix="lpm-quality-") as tmp:
+        outcome = run_request(request, short, Path(tmp), tracking_uri=None if args.no_record else tracking,
+                              catalog_url=catalog, store=_store(), cache_dir=None)
+        result = outcome.result
+        if args.long and args.online:  # the long stream: Online LPM only (Base would take hours on CPU)
+            long_request = BenchRequest(models=[args.online], baselines=False, seed=args.seed, check_leakage=False)
+            long_cases = cases.select(["long_form"], None)
+            extra = run_request(long_request, long_cases, Path(tmp) / "long", tracking_uri=None, catalog_url=None,
+                                store=_store(), cache_dir=None).result
+            online = next(s for s in result.system_names if s == "online" or s.startswith("online-v"))
+            result.rows += [row | {"system": online} for row in extra.rows]
+            result.seconds += extra.seconds
+    report = quality_report(result)
+    report.seconds = time.perf_counter() - started
+    out = [format_table(result), "", report.format(),
+           f"total {report.seconds:.0f} s ({report.seconds / 60:.1f} min) including case building and model loading"]
+    if outcome.tracked is not None:
+        out.append(f"MLflow: {outcome.tracked.url()}")
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 1 if args.check and not report.passed else 0
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -15,9 +15,13 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--conversations", type=int, default=12, help="synthetic conversations (default 12)")
     p.add_argument("--duration", type=float, default=24.0, help="seconds per conversation (default 24)")
     p.add_argument("--size", type=int, default=256, help="face region size in pixels (default 256)")
-    p.add_argument("--budget", choices=("short", "long"), default="short",
-                   help="training budgets of video_vae, base_lpm, online_lpm: 'short' CPU minutes (default) or "
+    p.add_argument("--budget", choices=("short", "medium", "long"), default="short",
+                   help="training budgets of video_vae, base_lpm, online_lpm: 'short' CPU minutes (default), "
+                   "'medium' (about 40 minutes of training on 2 CPU cores: the model-quality benchmark's budget) or "
                    "'long' (hours on CPU, better models)")
+    p.add_argument("--from", dest="start", default="synthetic_corpus_job", metavar="STAGE",
+                   help="first stage to run: synthetic_corpus_job (default), curate_video, build_dataset, "
+                   "train_models, evaluate_models or deploy_and_promote; earlier stages must have been materialized")
     p.set_defaults(func=_run)
 
 
@@ -35,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     reports = run_lineage(corpus={"seed": args.seed, "conversations": args.conversations,
                                   "duration_s": args.duration, "size": args.size},
-                           training=training_run_config(args.budget))
+                           training=training_run_config(args.budget), start=args.start)
     total = time.perf_counter() - started
     print("\nLineage:")
     for r in reports:

@@ -151,15 +151,28 @@ class BaseLPMSystem:
     """Base LPM in process: the whole case sampled by chunk-wise continuation, then VAE-decoded.
 
     steps: Euler steps per chunk (None: the preset's ``sampler.steps``; fewer is faster and worse).
+    drop_audio: the audio-dropped ablation: both audio channels are silence (what the model does
+    from the reference and the prompt alone); named ``base-noaudio``. Lip-sync that survives this
+    ablation is not driven by the audio.
     """
 
     name = "base"
 
     def __init__(self, model: "BaseLPM", vae: "VideoVAE", label: str = "Base LPM", steps: int | None = None,
-                 seed: int = 0, info: dict[str, Any] | None = None, text_encoder: Any = None) -> None:
+                 seed: int = 0, info: dict[str, Any] | None = None, text_encoder: Any = None,
+                 drop_audio: bool = False) -> None:
         self.model, self.vae, self.label, self.steps, self.seed = model.eval(), vae.eval(), label, steps, seed
         self.info = dict(info or {})
         self._text = text_encoder
+        self.drop_audio = drop_audio
+        if drop_audio:
+            self.name, self.label = "base-noaudio", f"{label} (audio dropped)"
+            self.info["ablation"] = "audio dropped"
+
+    def audio_dropped(self) -> "BaseLPMSystem":
+        """The same loaded model as the audio-dropped ablation (shares weights and the text encoder)."""
+        return BaseLPMSystem(self.model, self.vae, label=self.label, steps=self.steps, seed=self.seed,
+                             info=self.info, text_encoder=self._text, drop_audio=True)
 
     @classmethod
     def from_files(cls, base_path: Path, vae_path: Path, **kwargs: Any) -> "BaseLPMSystem":
@@ -190,8 +203,9 @@ class BaseLPMSystem:
         tc, spf = cfg.vae.temporal_factor, cfg.audio.samples_per_frame
         frames = 1 + tc * -(-(case.n_frames - 1) // tc)  # 1 + tc * k >= the case's frames
         speak, listen = (torch.zeros(1, frames * spf) for _ in range(2))
-        speak[0, : min(len(audio.speak), frames * spf)] = torch.from_numpy(audio.speak[: frames * spf])
-        if audio.listen is not None:
+        if not self.drop_audio:
+            speak[0, : min(len(audio.speak), frames * spf)] = torch.from_numpy(audio.speak[: frames * spf])
+        if audio.listen is not None and not self.drop_audio:
             listen[0, : min(len(audio.listen), frames * spf)] = torch.from_numpy(audio.listen[: frames * spf])
         t0 = time.perf_counter()
         with torch.inference_mode():

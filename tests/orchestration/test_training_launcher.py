@@ -127,10 +127,10 @@ def test_train_models_job_and_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"video_vae", "base_lpm", "online_lpm"}
     assert all(graph.get(dg.AssetKey(k)).group_name == "training" for k in ("video_vae", "base_lpm", "online_lpm"))
-    for budget in ("short", "long"):
+    for budget in ("short", "medium", "long"):
         assert dg.validate_run_config(job, training_run_config(budget))
     with pytest.raises(ValueError, match="budget"):
-        training_run_config("medium")
+        training_run_config("huge")
     cfg = base_run_config(BaseLPMConfig())
     assert cfg["strategy"] == {"kind": "fsdp2", "ranks": 2, "accelerator": "cpu"} and cfg["train"]["max_steps"] == 150
     args = distill_args(OnlineLPMConfig(steps_refiner=0, steps_dmd=0))
