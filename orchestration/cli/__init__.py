@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # libraries' INFO chatter (Great Expectations logs ~200 lines per validation)
+        for noisy in ("great_expectations", "urllib3", "botocore", "alembic.runtime"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
