@@ -51,9 +51,35 @@ class RollbackResult:
     health: dict[str, Any]
 
 
+def champion_history(moves: list[tuple[str, str, str | None]]) -> list[str]:
+    """The champion's history as a stack, oldest first, from (action, to, from) moves in time order:
+    a promotion pushes its version; a rollback drops the version it left (and, when it goes back to a
+    version still on the stack, everything above that), so rolling back twice walks further back
+    instead of returning to the version that was just rolled back."""
+    stack: list[str] = []
+    for action, to_version, from_version in moves:
+        if action == "promote":
+            if not stack and from_version:
+                stack.append(from_version)
+            stack.append(to_version)
+        elif action == "rollback":
+            if stack:
+                stack.pop()
+            if to_version in stack:
+                del stack[stack.index(to_version) + 1:]
+            else:
+                stack.append(to_version)
+    return stack
+
+
 def previous_champion(catalog: Catalog, registered_model: str, current: str) -> str | None:
-    """The version ``champion`` pointed at before it moved to ``current`` (newest such move)."""
-    for record in promotions(catalog, registered_model, alias=CHAMPION, limit=1000):
+    """The champion before ``current`` in the champion's history (see :func:`champion_history`)."""
+    records = promotions(catalog, registered_model, alias=CHAMPION, limit=1000)
+    stack = champion_history([(r.action, r.to_version, r.from_version) for r in reversed(records)
+                              if r.action in ("promote", "rollback")])
+    if len(stack) >= 2 and stack[-1] == current:
+        return stack[-2]
+    for record in records:  # history does not end at ``current`` (alias moved by hand): its newest move there
         if record.action in ("promote", "rollback") and record.to_version == current and record.from_version:
             return record.from_version
     return None
