@@ -2,7 +2,8 @@
 
 Both judge the version the newest deployment loaded, record their result on its catalog row
 (``deployments.checks``; a failure marks it ``failed``) and, being blocking, stop
-``model_promotion`` in the same run when they fail.
+``model_promotion`` in the same run when they fail; a failure is also a ``refuse`` row of the
+promotion audit trail (``lpm model promotions``), since ``model_promotion`` does not run to write it.
 """
 
 import contextlib
@@ -12,10 +13,11 @@ from typing import Any
 
 import dagster as dg
 
-from infra.catalog.releases import set_deployment_check
+from infra.catalog.releases import record_promotion, set_deployment_check
 from orchestration.assets.serving import DEPLOYMENT_ASSET, triton_deployment
 from orchestration.assets.training_support import latest_metadata
 from orchestration.examples import write_examples
+from orchestration.release import CHAMPION, actor
 from orchestration.resources import CatalogResource, ObjectStoreResource, TritonResource
 from quality.slo import evaluate, load_slo
 from serving.deploy import TritonDeployer
@@ -35,6 +37,19 @@ def examples_dir(configured: str) -> Path:
 
 def _deployment(context: dg.AssetCheckExecutionContext) -> dict[str, Any]:
     return latest_metadata(context, DEPLOYMENT_ASSET, "materialize triton_deployment first")  # type: ignore[arg-type]
+
+
+def _record_block(context: dg.AssetCheckExecutionContext, catalog: CatalogResource, dep: dict[str, Any], check: str,
+                  why: str) -> None:
+    """The audit row of a promotion this failed check blocks (no previous version: the check does not read
+    the registry; ``lpm model promotions`` shows the champion it kept from the rows before)."""
+    mv_id = dep.get("catalog_model_version_id")
+    if mv_id is None:
+        return
+    record_promotion(catalog.catalog(), registered_model=str(dep["registered_model"]), alias=CHAMPION, action="refuse",
+                     model_version_id=int(mv_id), previous_model_version_id=None,
+                     reason=f"blocking check {check} failed: {why}", actor=actor(), dagster_run_id=context.run.run_id,
+                     deployment_id=int(dep["deployment_id"]), meta={"check": check, "triton_model": dep["triton_model"]})
 
 
 def _clean(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +81,8 @@ def smoke_stream(context: dg.AssetCheckExecutionContext, config: SmokeStreamConf
     set_deployment_check(catalog.catalog(), int(dep["deployment_id"]), "smoke_stream",
                          {"passed": result.passed, "failures": result.failures, **result.figures})
     context.log.info("smoke stream of %s v%s: %s", name, version, result.markdown())
+    if not result.passed:
+        _record_block(context, catalog, dep, "smoke_stream", "; ".join(result.failures[:3]))
     return dg.AssetCheckResult(
         passed=result.passed,
         description="; ".join(result.failures[:3]) or f"{result.figures['chunks']} chunks, all checks passed",
@@ -111,6 +128,8 @@ def latency_slo(context: dg.AssetCheckExecutionContext, config: LatencySLOConfig
     set_deployment_check(catalog.catalog(), int(dep["deployment_id"]), "latency_slo",
                          {**verdict.to_dict(), "triton_metrics": server, "slo_sha256": slo.sha256})
     context.log.info("%s", verdict.markdown())
+    if not verdict.passed:
+        _record_block(context, catalog, dep, "latency_slo", "; ".join(verdict.failures))
     return dg.AssetCheckResult(
         passed=verdict.passed,
         description="; ".join(verdict.failures) or f"{slo.ref} met",

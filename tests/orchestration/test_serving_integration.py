@@ -174,6 +174,10 @@ def test_a_failing_slo_blocks_the_promotion(world: World) -> None:
     assert not result.success and check_passed(result, "smoke_stream") and not check_passed(result, "latency_slo")
     assert not result.asset_materializations_for_node("model_promotion")
     assert alias_version(world.tracking_uri, "lpm-online", CHAMPION) == "1"
+    with world.catalog() as cat:  # the blocked promotion is in the audit trail, written by the failed check
+        blocked = promotions(cat, "lpm-online")[0]
+        assert (blocked.action, blocked.to_version) == ("refuse", "2") and blocked.dagster_run_id == result.run_id
+        assert "blocking check latency_slo failed" in blocked.reason
     # asked directly, the promotion refuses and says why
     alone = materialize(world, ["model_promotion"], run_config(world, "", only=("model_promotion",)))
     meta = alone.asset_materializations_for_node("model_promotion")[0].metadata
