@@ -187,13 +187,19 @@ def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1000:.1f} ms"
 
+    def speed(rtf: Any) -> str:
+        values = rtf if isinstance(rtf, list) else [rtf]
+        return "/".join("-" if not v else f"{1 / v:.2f}x" for v in values)
+
     f = figures
     print(f"{f['model']} v{f['version']} ({f['preset']}, chunk {f['chunk_s']:.3f} s, {f['threads']} thread(s)/instance)")
-    print(f"  single stream    RTF {f['single_rtf']}  TTFF {ms(f['single_ttff_s'])}  "
+    print("  RTF = processing time / media time (<= 1 keeps up with real time); speed = 1 / RTF = seconds of "
+          "video per wall-clock second")
+    print(f"  single stream    RTF {f['single_rtf']} (speed {speed(f['single_rtf'])})  TTFF {ms(f['single_ttff_s'])}  "
           f"chunk p50 {ms(f['single_chunk_p50_s'])} p99 {ms(f['single_chunk_p99_s'])}")
     print(f"  in process       RTF {f['in_process_rtf'] and round(f['in_process_rtf'], 4)}  "
           f"chunk p50 {ms(f['in_process_chunk_p50_s'])}  -> Triton overhead {ms(f['triton_overhead_s'])} per chunk")
-    print(f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']}  TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  "
+    print(f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']} (speed {speed(f['concurrent_rtf'])})  TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  "
           f"chunk p50 {ms(f['concurrent_chunk_p50_s'])} p99 {ms(f['concurrent_chunk_p99_s'])}  "
           f"max lag {ms(f['concurrent_max_lag_s'])}")
     print(f"  {f['streams']} sessions in process, one thread each (the machine's ceiling): RTF each "

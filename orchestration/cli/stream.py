@@ -90,6 +90,7 @@ def _stream(args: argparse.Namespace) -> int:
               f"({s['model']} v{s['version']}, session {s['session']}, seed {s['seed']})")
         print(f"time to first frame {ms(s['ttff_s'])}  (session open {ms(s['open_s'])})")
         print(f"per chunk  p50 {ms(s['chunk_p50_s'])}  p95 {ms(s['chunk_p95_s'])}  p99 {ms(s['chunk_p99_s'])}")
-        print(f"real-time factor {s['rtf']:.3f}  ({'paced at real time' if s['realtime'] else 'as fast as possible'})"
-              f"  errors {s['errors']}")
+        speed = f"{1 / s['rtf']:.2f}x real time" if s["rtf"] else "-"
+        print(f"real-time factor {s['rtf']:.3f} = processing / media time, speed {speed}  "
+              f"({'paced at real time' if s['realtime'] else 'as fast as possible'})  errors {s['errors']}")
     return 1 if result.report.errors else 0
