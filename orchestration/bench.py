@@ -181,8 +181,9 @@ def build_systems(request: BenchRequest, tracking_uri: str | None, store: Object
 
 def run_request(request: BenchRequest, cases: CaseSet, work_dir: Path, *, tracking_uri: str | None,
                 catalog_url: str | None, store: ObjectStore | None, cache_dir: Path | None = None,
-                dagster_run_id: str | None = None) -> BenchOutcome:
-    """Check leakage, run every system, log to MLflow and the catalog (each when configured)."""
+                dagster_run_id: str | None = None, record: bool = True) -> BenchOutcome:
+    """Check leakage, run every system, log to MLflow and the catalog (each when configured; ``record``
+    False: models still resolve through ``tracking_uri`` but nothing is logged)."""
     systems, models = build_systems(request, tracking_uri, store, cache_dir)
     leakage: dict[str, Any] = {}
     if request.check_leakage:
@@ -193,9 +194,9 @@ def run_request(request: BenchRequest, cases: CaseSet, work_dir: Path, *, tracki
     result = run_bench(cases, systems, work_dir)
     refs = {name: m.ref for name, m in models.items()}
     tracked = None
-    if tracking_uri is not None:
+    if tracking_uri is not None and record:
         tracked = log_mlflow(result, tracking_uri, models=refs, tags=request.tags, leakage=leakage or None,
                              videos=request.videos)
-    ids = {} if not catalog_url else record_catalog(result, catalog_url, tracked, models=refs,
+    ids = {} if not (catalog_url and record) else record_catalog(result, catalog_url, tracked, models=refs,
                                                     dagster_run_id=dagster_run_id)
     return BenchOutcome(result, refs, tracked, ids, leakage)

@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     cases = load_case_set(args.cases, args.cache_dir or bench_cache_dir(), long=args.long)
     cases = cases.select(args.subset, args.limit)
-    tracking = None if args.no_record else _tracking_uri()
+    tracking = _tracking_uri()
     request = BenchRequest(models=args.model, baselines=args.baselines,
                            triton_url=args.triton.split("://", 1)[-1] if args.triton else None,
                            triton_model=args.triton_model, triton_version=args.triton_version,
@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:
         outcome = run_request(request, cases, args.work_dir or Path(tmp), tracking_uri=tracking,
                               catalog_url=_catalog_url(args) if tracking else None, store=_store(),
-                              cache_dir=None)
+                              cache_dir=None, record=not args.no_record)
     if args.json:
         write_json(outcome.result, args.json)
     out = [format_table(outcome.result), f"total {time.perf_counter() - started:.0f} s including case building and "
@@ -169,16 +169,17 @@ def _quality(args: argparse.Namespace) -> int:
     models = [args.base] + ([args.online] if args.online else [])
     request = BenchRequest(models=models, baselines=True, base_steps=args.base_steps or None, seed=args.seed,
                            ablations=True, tags={"lpm.bench.purpose": "model-quality"})
-    catalog = None if args.no_record else _catalog_url(args)
     with tempfile.TemporaryDirectory(prefix="lpm-quality-") as tmp:
-        outcome = run_request(request, short, Path(tmp), tracking_uri=None if args.no_record else tracking,
-                              catalog_url=catalog, store=_store(), cache_dir=None)
+        outcome = run_request(request, short, Path(tmp), tracking_uri=tracking, catalog_url=_catalog_url(args),
+                              store=_store(), cache_dir=None, record=not args.no_record)
         result = outcome.result
         if args.long and args.online:  # the long stream: Online LPM only (Base would take hours on CPU)
+            sys.stdout.write(quality_report(result).format() + "\n\nnow the long-form stream (Online LPM)...\n")
+            sys.stdout.flush()
             long_request = BenchRequest(models=[args.online], baselines=False, seed=args.seed, check_leakage=False)
             long_cases = cases.select(["long_form"], None)
-            extra = run_request(long_request, long_cases, Path(tmp) / "long", tracking_uri=None, catalog_url=None,
-                                store=_store(), cache_dir=None).result
+            extra = run_request(long_request, long_cases, Path(tmp) / "long", tracking_uri=tracking,
+                                catalog_url=None, store=_store(), cache_dir=None, record=False).result
             online = next(s for s in result.system_names if s == "online" or s.startswith("online-v"))
             result.rows += [row | {"system": online} for row in extra.rows]
             result.seconds += extra.seconds

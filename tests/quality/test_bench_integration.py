@@ -194,10 +194,14 @@ def test_triton_endpoint_is_a_system_with_latency(benched: dict[str, Any], lpm_s
             rows = tmp_path / "rows.json"
             code = lpm(["bench", "run", "--triton", f"grpc://{stack.settings.triton_grpc_url}", "--triton-model", name,
                         "--cases", str(spec), "--cache-dir", str(bench_cases.root.parent.parent),
-                        "--subset", "speaking", "--no-record", "--json", str(rows)])
+                        "--subset", "speaking", "--no-record", "--json", str(rows),
+                        # --no-record still resolves models through MLflow (it only logs nothing)
+                        "--model", f"models:/lpm-online/{benched['versions']['online']}"])
         finally:
             client.unload_model(name)
     assert code == 0 and f"Triton {name}" in capsys.readouterr().out
-    row = json.loads(rows.read_text())["rows"][0]
+    by_system = {r["system"]: r for r in json.loads(rows.read_text())["rows"]}
+    assert set(by_system) == {"online", "triton"}
+    row = by_system["triton"]
     assert row["system"] == "triton" and row["latency.ttff_s"] > 0 and row["latency.chunk_p99_s"] > 0
     assert 0.0 <= row["overall"] <= 1.0
