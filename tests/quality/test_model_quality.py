@@ -18,7 +18,7 @@ from tests.quality.bench_factory import bench_cases  # noqa: F401  (session fixt
 
 def _row(system: str, case: str, subset: str, conf: float | None, offset: int | None, dist: float | None,
          drift: float | None = None) -> dict[str, Any]:
-    return {"system": system, "case_id": case, "subset": subset, "sync.sync_confidence": conf,
+    return {"system": system, "case_id": case, "subset": subset, "sync": conf, "sync.sync_confidence": conf,
             "sync.sync_offset_frames": offset, "identity.identity_distance_mean": dist,
             "features.face_coverage": 0.0 if dist is None else 1.0, "identity.identity_drift_per_min": drift}
 
@@ -71,6 +71,17 @@ def test_a_missing_face_counts_as_a_different_person(bench_cases: CaseSet) -> No
     online = report.systems["online"]
     assert online.identity_distance == FACE_MISSING_DISTANCE and online.sync_confidence == 0.0
     assert online.face_coverage == 0.0 and not report.passed
+    ratio = next(g for g in report.goals if g.name.startswith("Online identity"))
+    assert ratio.value is None and not ratio.passed  # a faceless video is not "within 10 %" of anything
+
+
+def test_lip_sync_is_judged_where_ground_truth_speaks(bench_cases: CaseSet) -> None:  # noqa: F811
+    rows = _rows((0.6, 0, 0.4), 0.1, (0.6, 0.4))
+    # a listening case whose truth still has a (weak) raw confidence but no sync score: not a lip-sync case
+    rows = [dict(r, **{"sync.sync_confidence": 0.1}) if r["case_id"] == "l1" else r for r in rows]
+    report = quality_report(_result(rows, NAMES, bench_cases))
+    assert report.systems["ground_truth"].sync_cases == 2
+    assert report.systems["ground_truth"].sync_confidence == pytest.approx(0.8)
 
 
 def test_ground_truth_is_required(bench_cases: CaseSet) -> None:  # noqa: F811
