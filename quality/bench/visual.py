@@ -51,7 +51,8 @@ def pixel_metrics(video: VideoSource, truth: VideoSource, every: int = 5) -> dic
             continue
         if a.shape != b.shape:
             raise ValueError(f"frame {i}: video is {a.shape}, ground truth {b.shape}; PSNR/SSIM need aligned frames")
-        psnr.append(min(PSNR_CAP, float(peak_signal_noise_ratio(b, a, data_range=255))))
+        same = np.array_equal(a, b)  # skimage divides by a zero error (a RuntimeWarning) on identical frames
+        psnr.append(PSNR_CAP if same else min(PSNR_CAP, float(peak_signal_noise_ratio(b, a, data_range=255))))
         ssim.append(float(structural_similarity(b, a, channel_axis=2, data_range=255)))
     if not psnr:
         raise ValueError("no common frames to compare with the ground truth")
