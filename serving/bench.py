@@ -183,7 +183,9 @@ def failures(figures: dict[str, Any], targets: Targets) -> list[str]:
     return out
 
 
-def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
+def format_figures(figures: dict[str, Any], failed: list[str] | None) -> str:
+    """The figures as the text `lpm serve bench` prints (with the verdict when ``failed`` is not None)."""
+
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1000:.1f} ms"
 
@@ -192,21 +194,24 @@ def print_figures(figures: dict[str, Any], failed: list[str] | None) -> None:
         return "/".join("-" if not v else f"{1 / v:.2f}x" for v in values)
 
     f = figures
-    print(f"{f['model']} v{f['version']} ({f['preset']}, chunk {f['chunk_s']:.3f} s, {f['threads']} thread(s)/instance)")
-    print("  RTF = processing time / media time (<= 1 keeps up with real time); speed = 1 / RTF = seconds of "
-          "video per wall-clock second")
-    print(f"  single stream    RTF {f['single_rtf']} (speed {speed(f['single_rtf'])})  TTFF {ms(f['single_ttff_s'])}  "
-          f"chunk p50 {ms(f['single_chunk_p50_s'])} p99 {ms(f['single_chunk_p99_s'])}")
-    print(f"  in process       RTF {f['in_process_rtf'] and round(f['in_process_rtf'], 4)}  "
-          f"chunk p50 {ms(f['in_process_chunk_p50_s'])}  -> Triton overhead {ms(f['triton_overhead_s'])} per chunk")
-    print(f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']} (speed {speed(f['concurrent_rtf'])})  TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  "
-          f"chunk p50 {ms(f['concurrent_chunk_p50_s'])} p99 {ms(f['concurrent_chunk_p99_s'])}  "
-          f"max lag {ms(f['concurrent_max_lag_s'])}")
-    print(f"  {f['streams']} sessions in process, one thread each (the machine's ceiling): RTF each "
-          f"{f['in_process_parallel_rtf']}")
-    print(f"  errors {f['errors']}" + (f"  {f['error_messages'][:3]}" if f["errors"] else ""))
+    lines = [
+        f"{f['model']} v{f['version']} ({f['preset']}, chunk {f['chunk_s']:.3f} s, {f['threads']} thread(s)/instance)",
+        "  RTF = processing time / media time (<= 1 keeps up with real time); speed = 1 / RTF = seconds of "
+        "video per wall-clock second",
+        f"  single stream    RTF {f['single_rtf']} (speed {speed(f['single_rtf'])})  TTFF {ms(f['single_ttff_s'])}  "
+        f"chunk p50 {ms(f['single_chunk_p50_s'])} p99 {ms(f['single_chunk_p99_s'])}",
+        f"  in process       RTF {f['in_process_rtf'] and round(f['in_process_rtf'], 4)}  "
+        f"chunk p50 {ms(f['in_process_chunk_p50_s'])}  -> Triton overhead {ms(f['triton_overhead_s'])} per chunk",
+        f"  {f['streams']} streams (real time)  RTF each {f['concurrent_rtf']} (speed {speed(f['concurrent_rtf'])})  "
+        f"TTFF p95 {ms(f['concurrent_ttff_p95_s'])}  chunk p50 {ms(f['concurrent_chunk_p50_s'])} "
+        f"p99 {ms(f['concurrent_chunk_p99_s'])}  max lag {ms(f['concurrent_max_lag_s'])}",
+        f"  {f['streams']} sessions in process, one thread each (the machine's ceiling): RTF each "
+        f"{f['in_process_parallel_rtf']}",
+        f"  errors {f['errors']}" + (f"  {f['error_messages'][:3]}" if f["errors"] else ""),
+    ]
     if failed is not None:
-        print("PASS: every target met" if not failed else "FAIL:\n  " + "\n  ".join(failed))
+        lines.append("PASS: every target met" if not failed else "FAIL:\n  " + "\n  ".join(failed))
+    return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -231,8 +236,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Deploy (unless --model), measure, report; returns the exit code."""
+def run(args: argparse.Namespace) -> tuple[str, int]:
+    """Deploy (unless --model), measure; returns (the report to print, the exit code)."""
     import tritonclient.grpc as grpcclient
 
     args.url = args.url or os.environ.get("LPM_TRITON_GRPC_URL")
@@ -256,18 +261,18 @@ def run(args: argparse.Namespace) -> int:
                 grpcclient.InferenceServerClient(args.url).unload_model(model)
     targets = Targets(rtf=args.target_rtf, ttff_p95_s=args.target_ttff, overhead_s=args.target_overhead)
     failed = failures(figures, targets) if args.check else None
-    if args.json:
-        print(json.dumps({**figures, "targets": asdict(targets), "failures": failed}))
-    else:
-        print_figures(figures, failed)
-    return 1 if failed else 0
+    text = (json.dumps({**figures, "targets": asdict(targets), "failures": failed}) if args.json
+            else format_figures(figures, failed))
+    return text, 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(parser.parse_args(argv))
+    text, code = run(parser.parse_args(argv))
+    print(text)
+    return code
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def _quality(args: argparse.Namespace) -> int:
 
     from orchestration.bench import BenchRequest, bench_cache_dir, run_request
     from quality.bench.cases import load_case_set
-    from quality.bench.modelquality import quality_report
+    from quality.bench.modelquality import pick_system, quality_report
     from quality.bench.runner import format_table
 
     tracking = _tracking_uri()
@@ -180,7 +180,7 @@ def _quality(args: argparse.Namespace) -> int:
             long_cases = cases.select(["long_form"], None)
             extra = run_request(long_request, long_cases, Path(tmp) / "long", tracking_uri=tracking,
                                 catalog_url=None, store=_store(), cache_dir=None, record=False).result
-            online = next(s for s in result.system_names if s == "online" or s.startswith("online-v"))
+            online = pick_system(result, "online")
             result.rows += [row | {"system": online} for row in extra.rows]
             result.seconds += extra.seconds
     report = quality_report(result)

@@ -42,7 +42,9 @@ def _bench(args: argparse.Namespace) -> int:
     from serving.bench import run
 
     _stack_env()
-    return run(args)
+    text, code = run(args)
+    print(text)
+    return code
 
 
 def _probe(args: argparse.Namespace) -> int:

@@ -130,7 +130,7 @@ def system_quality(result: BenchResult, system: str, sync_cases: set[str]) -> Sy
         identity_drift_per_min=float(np.mean(drift)) if drift else None)
 
 
-def _pick(result: BenchResult, prefix: str) -> str | None:
+def pick_system(result: BenchResult, prefix: str) -> str | None:
     """The first system named ``prefix`` or ``prefix-v<N>`` (``unique_names`` renames repeats)."""
     for name in result.system_names:
         if name == prefix or name.startswith(f"{prefix}-v"):
@@ -143,9 +143,9 @@ def quality_report(result: BenchResult, truth: str = "ground_truth", base: str |
     """Figures for every system and the goals that the systems present allow (see the module docstring)."""
     if truth not in result.systems:
         raise ValueError("the quality report needs the ground-truth system (run with baselines)")
-    base = base or _pick(result, "base")
-    ablation = ablation or _pick(result, "base-noaudio")
-    online = online or _pick(result, "online")
+    base = base or pick_system(result, "base")
+    ablation = ablation or pick_system(result, "base-noaudio")
+    online = online or pick_system(result, "online")
     # where lip-sync applies: ground truth has a sync score (>= 1 s of the character's speech in the case)
     sync_cases = {r["case_id"] for r in result.rows_of(truth)
                   if r["subset"] != "long_form" and r.get("sync") is not None}

@@ -172,7 +172,7 @@ class BaseLPMSystem:
     def audio_dropped(self) -> "BaseLPMSystem":
         """The same loaded model as the audio-dropped ablation (shares weights and the text encoder)."""
         return BaseLPMSystem(self.model, self.vae, label=self.label, steps=self.steps, seed=self.seed,
-                             info=self.info, text_encoder=self._text, drop_audio=True)
+                             info=self.info, text_encoder=self._text_encoder(), drop_audio=True)
 
     @classmethod
     def from_files(cls, base_path: Path, vae_path: Path, **kwargs: Any) -> "BaseLPMSystem":
@@ -186,12 +186,15 @@ class BaseLPMSystem:
         vae.load_pretrained(vae_path)
         return cls(model, vae, **kwargs)
 
-    def _encode_text(self, caption: str) -> tuple[Any, Any]:
+    def _text_encoder(self) -> Any:
         if self._text is None:
             from lpm_models.encoders.text import TextEncoder
 
             self._text = TextEncoder(self.model.cfg.text)
-        return self._text.encode([caption])
+        return self._text
+
+    def _encode_text(self, caption: str) -> tuple[Any, Any]:
+        return self._text_encoder().encode([caption])
 
     def generate(self, case: BenchCase) -> Generated:
         import torch

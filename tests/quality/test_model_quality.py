@@ -106,6 +106,7 @@ def test_audio_dropped_ablation_ignores_the_audio_and_shares_the_model(bench_cas
     base = BaseLPMSystem(model, VideoVAE(cfg.vae), label="Base", steps=1)
     ablation = base.audio_dropped()
     assert ablation.name == "base-noaudio" and ablation.model is base.model and "audio dropped" in ablation.label
+    assert ablation._text is base._text is not None  # one text encoder for both, loaded once
     case = bench_cases.select(["speaking"]).cases[0]
     arrays = dict(case._load())
     loud = replace(case, _arrays=arrays | {"speak": np.roll(arrays["speak"], 4000) * 3.0})
