@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lpm_models.memory import retain_freed_memory
 from lpm_models.online import runtime
 from lpm_models.online.config import OnlineConfig
 from lpm_models.online.generator import StreamState, draw_noise, generate_chunk, start_stream
@@ -99,6 +100,7 @@ class OnlineEngine:
         mc = model.cfg
         if vae.cfg.latent_channels != mc.dit.in_channels or vae.temporal_factor != mc.dit.temporal_factor:
             raise ValueError("the VAE does not match the model (latent channels / temporal factor)")
+        retain_freed_memory()  # a stream re-allocates the same buffers every chunk: keep them (lpm_models.memory)
 
     @property
     def cfg(self) -> OnlineConfig:

@@ -269,3 +269,28 @@ def test_files_stream_to_an_mp4_with_the_speech(served: Served, tmp_path: Path) 
     with av.open(str(result.out)) as container:
         assert container.streams.video[0].frames == result.frames_written
         assert abs(float(container.streams.audio[0].duration * container.streams.audio[0].time_base) - 1.5) < 0.1
+
+
+def test_the_serving_bench_measures_overhead_against_the_in_process_engine(served: Served) -> None:
+    """`lpm serve bench`'s overhead figure: alternating rounds, pooled p50s, split by Triton's metrics."""
+    from serving.bench import Targets, failures, measure_overhead
+
+    torch.set_num_threads(1)
+    engine = load_engine(served.files[1]["online"], served.files[1]["vae"])
+    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
+    figures = measure_overhead(served.url, MODEL, "1", engine, seconds=6 * chunk_s, rounds=2,
+                               metrics_url=served.stack.settings.triton_metrics_url)
+    assert figures["rounds"] == 2 and len(figures["triton_overhead_ratio_per_round"]) == 2
+    assert figures["errors"] == 0, figures["error_messages"]
+    local, remote = figures["in_process_chunk_p50_s"], figures["triton_chunk_p50_warm_s"]
+    assert local > 0 and remote > 0
+    assert figures["triton_overhead_s"] == pytest.approx(remote - local)
+    assert figures["triton_overhead_ratio"] == pytest.approx((remote - local) / local)
+    # the metrics split: time inside the model instance is a real, positive share of the chunk
+    assert 0 < figures["triton_compute_mean_s"] < 10 * remote
+    assert figures["triton_transport_s"] is not None
+    assert figures["single_ttff_s"] > 0 and figures["single_rtf"] > 0
+    # the overhead goal is judged on the ratio: an impossible target fails on it and only on it
+    checked = {**figures, "streams": 0, "concurrent_rtf": [], "concurrent_ttff_p95_s": 0.0}
+    missed = failures(checked, Targets(rtf=100.0, ttff_p95_s=100.0, overhead_ratio=-1.0))
+    assert len(missed) == 1 and "overhead" in missed[0]
