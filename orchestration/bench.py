@@ -24,7 +24,8 @@ from quality.bench.cases import CaseSet, check_no_leakage
 from quality.bench.leakage import LeakageReport, dataset_fingerprints
 from quality.bench.record import ModelRef, TrackedRun, log_mlflow, record_catalog
 from quality.bench.runner import BenchResult, run_bench
-from quality.bench.systems import BaseLPMSystem, GroundTruthSystem, OnlineLPMSystem, StillSystem, System, TritonSystem
+from quality.bench.systems import (BaseLPMSystem, GroundTruthSystem, OnlineLPMSystem, StillSystem, System, TritonSystem,
+                                  VAEReconstructionSystem)
 from serving.store import ObjectStore, default_cache_dir, fetch_verified
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class BenchRequest:
     leakage_shards: bool = True
     videos: int = 3
     tags: dict[str, str] = field(default_factory=dict)
-    ablations: bool = False  # each Base LPM also as its audio-dropped ablation (``base-noaudio``)
+    ablations: bool = False  # each Base LPM also as its audio-dropped ablation (``base-noaudio``) and its
+    # VAE's reconstruction of ground truth (``vae-recon``, the ceiling of anything decoded by that VAE)
 
 
 @dataclass
@@ -170,8 +172,11 @@ def build_systems(request: BenchRequest, tracking_uri: str | None, store: Object
         systems.append(system)
         resolved.append(model)
         if request.ablations and isinstance(system, BaseLPMSystem):
-            systems.append(system.audio_dropped())
-            resolved.append(None)  # not the registered model's bench run: promotion and compare never read it
+            cfg = system.model.cfg
+            systems += [system.audio_dropped(),
+                        VAEReconstructionSystem(system.vae, (cfg.height, cfg.width), cfg.sampler.chunk_latents,
+                                                info={"model": model.ref.ref})]
+            resolved += [None, None]  # not the registered model's bench runs: promotion and compare never read them
     if request.triton_url:
         systems.append(TritonSystem(request.triton_url, request.triton_model, request.triton_version, request.seed))
         resolved.append(None)

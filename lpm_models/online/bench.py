@@ -29,6 +29,7 @@ from lpm_models.configs import get_preset
 from lpm_models.online.config import online_preset
 from lpm_models.online.engine import OnlineEngine
 from lpm_models.online.model import OnlineLPM, load_online
+from lpm_models.online.vae_stream import StreamingDecoder
 from lpm_models.vae.model import VideoVAE
 
 log = logging.getLogger(__name__)
@@ -135,12 +136,14 @@ def _base_sample(base: BaseLPM, engine: OnlineEngine, num_latents: int) -> tuple
     refs = torch.randn(1, 1, cfg.vae.latent_channels, h, w, generator=g)
     t0 = _clock()
     latents = base.generate(audio, audio.clone(), text, refs=refs, generator=g)
-    video = engine.vae.decode(latents)  # (1, F, 3, H, W)
+    # decoded as Base's bench system does (quality.bench.systems.BaseLPMSystem): the streaming decoder
+    video = StreamingDecoder(engine.vae).decode_all(latents, cfg.sampler.chunk_latents)  # (1, F, 3, H, W)
     return _since(t0), int(video.shape[1])
 
 
 def measure_base(engine: OnlineEngine) -> dict[str, float]:
-    """Per-frame cost of Base LPM sampling (its default steps, 3 guidance passes) + VAE decode.
+    """Per-frame cost of Base LPM sampling (its default steps, 3 guidance passes) + VAE decode
+    (the same fast decoder as Online's).
 
     Base makes a long video by chunk-wise continuation: a first chunk of ``chunk_latents``, then
     chunks that regenerate ``overlap_latents`` of the previous one. The same output as a stream

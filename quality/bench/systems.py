@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from quality.bench.cases import BenchCase
+from quality.bench.features import VideoSource
 
 if TYPE_CHECKING:
     from lpm_models.base.model import BaseLPM
@@ -224,6 +225,51 @@ class BaseLPMSystem:
                 video.append(frames_to_uint8(frames[0]))  # (f, H, W, 3)
         out = fit_frames(np.concatenate(video), case.n_frames, case.reference_image.shape[:2])
         return Generated(frames=out, seconds=time.perf_counter() - t0)
+
+
+class VAEReconstructionSystem:
+    """Ground truth through the model's video VAE (encode, then the streaming decoder).
+
+    Not a generator: the ceiling of every system that decodes with this VAE. When generated
+    video loses its face (no landmarks, no identity), this row says whether the VAE already
+    loses it (train the VAE longer) or the generator does (train the DiT longer). Segments of
+    ``1 + tc * k`` frames are coded independently, so memory stays bounded on long-form cases.
+    Named ``vae-recon``; ``BenchRequest(ablations=True)`` adds it next to each Base LPM.
+    """
+
+    name, label = "vae-recon", "VAE reconstruction"
+
+    def __init__(self, vae: "VideoVAE", size: tuple[int, int], segment_latents: int = 13,
+                 info: dict[str, Any] | None = None) -> None:
+        if segment_latents < 1:
+            raise ValueError(f"segment_latents must be >= 1, got {segment_latents}")
+        self.vae, self.size, self.segment_latents = vae.eval(), size, segment_latents
+        self.info = {"ceiling": "VAE reconstruction of ground truth", **(info or {})}
+
+    def generate(self, case: BenchCase) -> Generated:
+        import torch
+
+        from lpm_models.online.engine import frames_to_uint8, image_to_tensor
+        from lpm_models.online.vae_stream import StreamingDecoder
+
+        t0 = time.perf_counter()
+        truth = [rgb for _, rgb in VideoSource.of(case.truth_video).frames(0, case.n_frames)]
+        if not truth:
+            raise ValueError(f"case {case.case_id}: the ground-truth video has no frames")
+        tc, total = self.vae.temporal_factor, len(truth)
+        out = []
+        with torch.inference_mode():
+            start = 0
+            while start < total:  # segments of 1 + tc * k frames, the VAE's clip lengths
+                end = start + 1 + tc * min(self.segment_latents - 1, (total - start - 1) // tc)
+                video = torch.cat([image_to_tensor(f, self.size, "cpu") for f in truth[start:end]])[None]
+                latents = self.vae.encode(video)
+                decoder = StreamingDecoder(self.vae)
+                frames, _ = decoder.decode(latents, decoder.init_state())
+                out.append(frames_to_uint8(frames[0]))
+                start = end
+        frames = fit_frames(np.concatenate(out), case.n_frames, case.reference_image.shape[:2])
+        return Generated(frames=frames, seconds=time.perf_counter() - t0)
 
 
 class TritonSystem:

@@ -114,3 +114,28 @@ def test_audio_dropped_ablation_ignores_the_audio_and_shares_the_model(bench_cas
     without = [ablation.generate(c).frames for c in (case, loud)]
     assert not np.array_equal(with_audio[0], with_audio[1])  # Base hears the audio
     assert np.array_equal(without[0], without[1])  # the ablation does not
+
+
+def test_vae_reconstruction_codes_the_whole_truth_in_valid_segments(bench_cases: CaseSet) -> None:  # noqa: F811
+    import torch
+
+    from lpm_models.configs import get_preset
+    from lpm_models.vae.model import VideoVAE
+    from quality.bench.features import VideoSource
+    from quality.bench.systems import VAEReconstructionSystem
+
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", height=64, width=64)
+    vae = VideoVAE(cfg.vae)
+    case = bench_cases.select(["speaking"]).cases[0]
+    truth = np.stack([f for _, f in VideoSource.of(case.truth_video).frames(0, case.n_frames)])
+    # segments of 1 + tc * k frames whatever the case length (2-latent segments leave odd tails)
+    whole = VAEReconstructionSystem(vae, (64, 64), segment_latents=64).generate(case).frames
+    pieces = VAEReconstructionSystem(vae, (64, 64), segment_latents=2).generate(case).frames
+    for frames in (whole, pieces):
+        assert frames.shape == (case.n_frames, *case.reference_image.shape[:2], 3) and frames.dtype == np.uint8
+    # independent segments: the first segment's frames are the same however long the segments are
+    assert np.array_equal(whole[:1], pieces[:1])
+    assert truth.shape[0] == case.n_frames
+    with pytest.raises(ValueError, match="segment_latents"):
+        VAEReconstructionSystem(vae, (64, 64), segment_latents=0)
