@@ -203,10 +203,11 @@ LONG_BUDGET: dict[str, dict[str, Any]] = {
                    "clips": 32, "heldout": 8, "batch_size": 4, "teacher_substeps": 4},
 }
 # about 40 minutes of training on 2 idle CPU cores (the model-quality benchmark's budget: <= 45 min);
-# measured per step on 2 idle cores: VAE 0.33 s, Base LPM 1.15 s (FSDP2 x2, batch 2/rank)
+# measured per step on 2 idle cores: VAE 0.33 s, Base LPM 1.15 s (FSDP2 x2, batch 2/rank); Online LPM
+# ~2.7 min in all. (1,000 VAE + 1,100 Base steps took 30 min: the rest of the budget went to both.)
 MEDIUM_BUDGET: dict[str, dict[str, Any]] = {
-    "video_vae": {"steps": 1000},
-    "base_lpm": {"steps": 1100, "log_every": 20, "checkpoint_every": 550},
+    "video_vae": {"steps": 1200},
+    "base_lpm": {"steps": 1500, "log_every": 20, "checkpoint_every": 750},
     "online_lpm": {"steps_ode": 60, "steps_dmd": 20, "steps_self_forcing": 20, "steps_refiner": 20,
                    "clips": 16, "heldout": 4, "batch_size": 2, "teacher_substeps": 4},
 }
