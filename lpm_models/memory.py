@@ -8,8 +8,10 @@ thresholds keeps freed buffers in the heap for reuse: faults drop to ~0 per chun
 plateaus at the working set instead of breathing. The cost is that a peak stays resident,
 which is what a dedicated serving process wants.
 
-``OnlineEngine`` applies it when built (in process and in the Triton stub alike); opt out with
-``LPM_MALLOC_TUNING=0``.
+``OnlineEngine`` applies it when built, in every process that builds one (the Triton stub, an
+in-process bench, a Dagster run, tests); it keeps up to ``TRIM_THRESHOLD_BYTES`` of freed heap.
+Opt out with ``LPM_MALLOC_TUNING=0``; for Triton's model instances it must be set in the
+environment ``lpm services up`` starts Triton from (the stub inherits it).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thresho
     """Ask glibc malloc to keep freed buffers below ``mmap_threshold`` for reuse.
 
     Idempotent; returns whether the tuning is in effect (False off glibc, or when
-    ``LPM_MALLOC_TUNING`` is 0/false/off).
+    ``LPM_MALLOC_TUNING`` is 0/false/no/off).
     """
     global _applied
     if _applied is not None:
@@ -53,8 +55,10 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thresho
         _applied = False
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
-    log.info("heap tuning %s (mmap threshold %d MiB, trim threshold %d MiB)", "on" if ok else "refused by mallopt",
-             mmap_threshold >> 20, trim_threshold >> 20)
+    mmap_ok = bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold)))  # mallopt returns 1 on success
+    trim_ok = bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
+    ok = mmap_ok and trim_ok
+    log.info("heap tuning: mmap threshold %d MiB %s, trim threshold %d MiB %s", mmap_threshold >> 20,
+             "set" if mmap_ok else "refused", trim_threshold >> 20, "set" if trim_ok else "refused")
     _applied = ok
     return ok

@@ -246,6 +246,15 @@ class VAEReconstructionSystem:
         self.vae, self.size, self.segment_latents = vae.eval(), size, segment_latents
         self.info = {"ceiling": "VAE reconstruction of ground truth", **(info or {})}
 
+    def segments(self, total: int) -> list[tuple[int, int]]:
+        """[start, end) frame ranges of ``1 + tc * k`` frames (k < ``segment_latents``) covering ``total``."""
+        tc, out, start = self.vae.temporal_factor, [], 0
+        while start < total:
+            end = start + 1 + tc * min(self.segment_latents - 1, (total - start - 1) // tc)
+            out.append((start, end))
+            start = end
+        return out
+
     def generate(self, case: BenchCase) -> Generated:
         import torch
 
@@ -253,23 +262,22 @@ class VAEReconstructionSystem:
         from lpm_models.online.vae_stream import StreamingDecoder
 
         t0 = time.perf_counter()
-        truth = [rgb for _, rgb in VideoSource.of(case.truth_video).frames(0, case.n_frames)]
-        if not truth:
-            raise ValueError(f"case {case.case_id}: the ground-truth video has no frames")
-        tc, total = self.vae.temporal_factor, len(truth)
-        out = []
+        source = VideoSource.of(case.truth_video)
+        decoder, out = StreamingDecoder(self.vae), []
+        frames = source.frames(0, case.n_frames)  # one pass over the file, a segment in memory at a time
         with torch.inference_mode():
-            start = 0
-            while start < total:  # segments of 1 + tc * k frames, the VAE's clip lengths
-                end = start + 1 + tc * min(self.segment_latents - 1, (total - start - 1) // tc)
-                video = torch.cat([image_to_tensor(f, self.size, "cpu") for f in truth[start:end]])[None]
-                latents = self.vae.encode(video)
-                decoder = StreamingDecoder(self.vae)
-                frames, _ = decoder.decode(latents, decoder.init_state())
-                out.append(frames_to_uint8(frames[0]))
-                start = end
-        frames = fit_frames(np.concatenate(out), case.n_frames, case.reference_image.shape[:2])
-        return Generated(frames=frames, seconds=time.perf_counter() - t0)
+            for start, end in self.segments(case.n_frames):
+                chunk = [image_to_tensor(rgb, self.size, "cpu") for _, (_, rgb) in zip(range(start, end), frames)]
+                if not chunk:
+                    break
+                if len(chunk) < end - start:  # the file ended early: keep the longest valid prefix
+                    chunk = chunk[: 1 + self.vae.temporal_factor * ((len(chunk) - 1) // self.vae.temporal_factor)]
+                decoded, _ = decoder.decode(self.vae.encode(torch.cat(chunk)[None]), decoder.init_state())
+                out.append(frames_to_uint8(decoded[0]))
+        if not out:
+            raise ValueError(f"case {case.case_id}: the ground-truth video has no frames")
+        video = fit_frames(np.concatenate(out), case.n_frames, case.reference_image.shape[:2])
+        return Generated(frames=video, seconds=time.perf_counter() - t0)
 
 
 class TritonSystem:

@@ -117,9 +117,12 @@ def test_audio_dropped_ablation_ignores_the_audio_and_shares_the_model(bench_cas
 
 
 def test_vae_reconstruction_codes_the_whole_truth_in_valid_segments(bench_cases: CaseSet) -> None:  # noqa: F811
+    import cv2
     import torch
 
     from lpm_models.configs import get_preset
+    from lpm_models.online.engine import frames_to_uint8, image_to_tensor
+    from lpm_models.online.vae_stream import StreamingDecoder
     from lpm_models.vae.model import VideoVAE
     from quality.bench.features import VideoSource
     from quality.bench.systems import VAEReconstructionSystem
@@ -127,15 +130,27 @@ def test_vae_reconstruction_codes_the_whole_truth_in_valid_segments(bench_cases:
     torch.manual_seed(0)
     cfg = get_preset("tiny", height=64, width=64)
     vae = VideoVAE(cfg.vae)
+    tc = vae.temporal_factor
+    pieces = VAEReconstructionSystem(vae, (64, 64), segment_latents=3)
+    for total in (1, 2, 5, 6, 25, 26):  # segments of 1 + tc * k frames partition every length
+        spans = pieces.segments(total)
+        assert spans[0][0] == 0 and spans[-1][1] == total
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert all((end - start - 1) % tc == 0 and end - start <= 1 + tc * 2 for start, end in spans)
     case = bench_cases.select(["speaking"]).cases[0]
-    truth = np.stack([f for _, f in VideoSource.of(case.truth_video).frames(0, case.n_frames)])
-    # segments of 1 + tc * k frames whatever the case length (2-latent segments leave odd tails)
     whole = VAEReconstructionSystem(vae, (64, 64), segment_latents=64).generate(case).frames
-    pieces = VAEReconstructionSystem(vae, (64, 64), segment_latents=2).generate(case).frames
-    for frames in (whole, pieces):
+    short = pieces.generate(case).frames
+    for frames in (whole, short):
         assert frames.shape == (case.n_frames, *case.reference_image.shape[:2], 3) and frames.dtype == np.uint8
-    # independent segments: the first segment's frames are the same however long the segments are
-    assert np.array_equal(whole[:1], pieces[:1])
-    assert truth.shape[0] == case.n_frames
+    # segments are coded independently: the frames of a later segment equal that segment coded alone
+    start, end = pieces.segments(case.n_frames)[1]
+    truth = [rgb for _, rgb in VideoSource.of(case.truth_video).frames(start, end)]
+    with torch.inference_mode():
+        decoder = StreamingDecoder(vae)
+        decoded, _ = decoder.decode(vae.encode(torch.cat([image_to_tensor(f, (64, 64), "cpu") for f in truth])[None]),
+                                    decoder.init_state())
+    expected = np.stack([cv2.resize(f, case.reference_image.shape[1::-1], interpolation=cv2.INTER_AREA)
+                         for f in frames_to_uint8(decoded[0])])
+    assert np.abs(short[start:end].astype(int) - expected.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="segment_latents"):
         VAEReconstructionSystem(vae, (64, 64), segment_latents=0)

@@ -284,11 +284,13 @@ def test_the_serving_bench_measures_overhead_against_the_in_process_engine(serve
     assert figures["errors"] == 0, figures["error_messages"]
     local, remote = figures["in_process_chunk_p50_s"], figures["triton_chunk_p50_warm_s"]
     assert local > 0 and remote > 0
-    assert figures["triton_overhead_s"] == pytest.approx(remote - local)
-    assert figures["triton_overhead_ratio"] == pytest.approx((remote - local) / local)
-    # the metrics split: time inside the model instance is a real, positive share of the chunk
-    assert 0 < figures["triton_compute_mean_s"] < 10 * remote
-    assert figures["triton_transport_s"] is not None
+    assert figures["triton_overhead_ratio"] == pytest.approx(figures["triton_overhead_s"] / local)
+    # the metrics split covers the warm chunks only (START, the first chunk and END are outside its window):
+    # the time Triton counts inside the model instance is part of what the client waited for each chunk,
+    # so transport = client mean - instance mean is not negative (1 ms of clock slack)
+    compute, transport = figures["triton_compute_mean_s"], figures["triton_transport_s"]
+    assert 0 < compute and transport > -0.001
+    assert figures["triton_instance_extra_s"] is not None
     assert figures["single_ttff_s"] > 0 and figures["single_rtf"] > 0
     # the overhead goal is judged on the ratio: an impossible target fails on it and only on it
     checked = {**figures, "streams": 0, "concurrent_rtf": [], "concurrent_ttff_p95_s": 0.0}
