@@ -23,6 +23,7 @@ from typing import Any
 
 import dagster as dg
 
+from orchestration.pipes_reader import LineSafeMessageReader
 from orchestration.pipes_reporter import REPORTER_SPEC, TrainingEvents
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class TrainingLauncher(dg.ConfigurableResource):
         """
         command = training_command(self.python or sys.executable, module, args)
         context.log.info("launching %s", " ".join(command[1:]))
-        client = dg.PipesSubprocessClient(forward_termination=True,
+        client = dg.PipesSubprocessClient(forward_termination=True, message_reader=LineSafeMessageReader(),
                                           termination_timeout_seconds=self.termination_timeout_s)
         started = time.perf_counter()
         invocation = client.run(context=context, command=command, env=child_env(threads, device, env),
