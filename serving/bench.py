@@ -120,11 +120,10 @@ def in_process_parallel(engine: OnlineEngine, seconds: float, streams: int) -> l
     import threading
 
     rtfs: list[float] = []
-    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
 
     def one() -> None:
         times = in_process_chunks(engine, seconds)
-        rtfs.append(sum(times) / len(times) / chunk_s if times else float("nan"))
+        rtfs.append(sum(times) / len(times) / engine.chunk_seconds if times else float("nan"))
 
     threads = [threading.Thread(target=one) for _ in range(streams)]
     for thread in threads:
@@ -179,10 +178,6 @@ def single_stream(url: str, model: str, version: str, seconds: float, metrics_ur
     return ServedRound(first, warm, compute)
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def measure_overhead(url: str, model: str, version: str, engine: OnlineEngine, seconds: float, rounds: int,
                      metrics_url: str | None = None) -> dict[str, Any]:
     """Per-chunk latency through Triton against the same engine stepped in this process.
@@ -203,9 +198,7 @@ def measure_overhead(url: str, model: str, version: str, engine: OnlineEngine, s
             metrics_url = None
     local: list[float] = []
     served: list[float] = []
-    split_local: list[float] = []
-    split_served: list[float] = []
-    computes: list[float] = []
+    splits: list[tuple[float, float, float]] = []  # per round: instance compute, in-process and Triton means
     per_round: list[float] = []
     rounds_done: list[ServedRound] = []
     for k in range(rounds):
@@ -216,9 +209,7 @@ def measure_overhead(url: str, model: str, version: str, engine: OnlineEngine, s
         local += times
         served += warm
         if served_round.compute_mean_s is not None and warm and times:
-            computes.append(served_round.compute_mean_s)
-            split_local.append(float(np.mean(times)))
-            split_served.append(float(np.mean(warm)))
+            splits.append((served_round.compute_mean_s, float(np.mean(times)), float(np.mean(warm))))
         x, y = percentile(warm, 50), percentile(times, 50)
         if x is not None and y:
             per_round.append((x - y) / y)
@@ -226,17 +217,16 @@ def measure_overhead(url: str, model: str, version: str, engine: OnlineEngine, s
     local_p50, served_p50 = percentile(local, 50), percentile(served, 50)
     overhead = None if local_p50 is None or served_p50 is None else served_p50 - local_p50
     latencies = [x for r in rounds_done for x in r.latencies]
-    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
-    compute, mean_local, mean_served = _mean(computes), _mean(split_local), _mean(split_served)
+    compute, mean_local, mean_served = (float(v) for v in np.mean(splits, axis=0)) if splits else (None, None, None)
     return {
         "rounds": rounds, "in_process_chunk_p50_s": local_p50, "triton_chunk_p50_warm_s": served_p50,
         "triton_overhead_s": overhead,
         "triton_overhead_ratio": None if overhead is None or not local_p50 else overhead / local_p50,
         "triton_overhead_ratio_per_round": [round(r, 4) for r in per_round],
         "triton_compute_mean_s": compute,
-        "triton_instance_extra_s": None if compute is None or mean_local is None else compute - mean_local,
-        "triton_transport_s": None if compute is None or mean_served is None else mean_served - compute,
-        "single_rtf": round(sum(latencies) / len(latencies) / chunk_s, 4) if latencies else None,
+        "triton_instance_extra_s": None if compute is None else compute - mean_local,
+        "triton_transport_s": None if compute is None else mean_served - compute,
+        "single_rtf": round(sum(latencies) / len(latencies) / engine.chunk_seconds, 4) if latencies else None,
         "single_ttff_s": max((r.first.ttff_s for r in rounds_done if r.first.ttff_s is not None), default=None),
         "single_chunk_p50_s": percentile(latencies, 50), "single_chunk_p99_s": percentile(latencies, 99),
         "errors": sum(len(r.errors) for r in rounds_done),
@@ -252,7 +242,7 @@ def measure(url: str, model: str, version: str, engine: OnlineEngine, threads: i
     concurrent = probe(url, model, version, streams=streams, seconds=seconds, realtime=True).summary()
     parallel = in_process_parallel(engine, seconds, streams)
     local_p50 = single["in_process_chunk_p50_s"]
-    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
+    chunk_s = engine.chunk_seconds
     return {
         "model": model, "version": version, "preset": engine.model.cfg.name, "chunk_s": chunk_s, "threads": threads,
         **{k: v for k, v in single.items() if k not in ("errors", "error_messages")},

@@ -116,6 +116,11 @@ class OnlineEngine:
         """Samples per channel per step."""
         return self.chunk_frames * self.model.cfg.audio.samples_per_frame
 
+    @property
+    def chunk_seconds(self) -> float:
+        """Media time of one step's audio."""
+        return self.chunk_samples / self.model.cfg.audio.sample_rate
+
     def _encode_prompt(self, prompt: str | None) -> tuple[Tensor, Tensor] | None:
         if prompt is None:
             return None

@@ -11,20 +11,13 @@ import pytest
 PROBE = """
 import resource, torch
 torch.set_num_threads(1)
-from lpm_models.base.model import BaseLPM
-from lpm_models.configs import get_preset
 from lpm_models.memory import retain_freed_memory
-from lpm_models.online.config import online_preset
-from lpm_models.online.engine import OnlineEngine
-from lpm_models.online.model import OnlineLPM
-from lpm_models.vae.model import VideoVAE
+from lpm_models.online.bench import build_engine
 from serving.probe import card_image, speech_like
-torch.manual_seed(0)
-cfg = get_preset("tiny")
-engine = OnlineEngine(OnlineLPM.from_base(BaseLPM(cfg).eval(), online_preset("tiny")).eval(), VideoVAE(cfg.vae).eval())
+engine = build_engine(None, None)  # the random-init tiny engine; building it applies the tuning
 print("applied", retain_freed_memory())
-n = engine.chunk_samples
-audio = speech_like(12 * n / cfg.audio.sample_rate, cfg.audio.sample_rate, 0)
+n, rate = engine.chunk_samples, engine.model.cfg.audio.sample_rate
+audio = speech_like(12 * engine.chunk_seconds, rate, 0)
 session = engine.start(card_image(), seed=0)
 for k in range(4):
     engine.step(session, audio[k * n:(k + 1) * n], audio[k * n:(k + 1) * n])

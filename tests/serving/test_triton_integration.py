@@ -277,8 +277,7 @@ def test_the_serving_bench_measures_overhead_against_the_in_process_engine(serve
 
     torch.set_num_threads(1)
     engine = load_engine(served.files[1]["online"], served.files[1]["vae"])
-    chunk_s = engine.chunk_samples / engine.model.cfg.audio.sample_rate
-    figures = measure_overhead(served.url, MODEL, "1", engine, seconds=6 * chunk_s, rounds=2,
+    figures = measure_overhead(served.url, MODEL, "1", engine, seconds=6 * engine.chunk_seconds, rounds=2,
                                metrics_url=served.stack.settings.triton_metrics_url)
     assert figures["rounds"] == 2 and len(figures["triton_overhead_ratio_per_round"]) == 2
     assert figures["errors"] == 0, figures["error_messages"]
