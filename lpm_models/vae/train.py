@@ -2,10 +2,12 @@
 
     python -m lpm_models.vae.train --dataset DIR_OR_S3 --out DIR [--preset tiny] [--steps N]
 
-Trains on random short windows (``frames`` = 1 + tc * k) with random spatial crops (the VAE
-is fully convolutional, so crops train the same weights much faster on CPU), holds out every
-``holdout_every``-th clip for validation PSNR on full frames (measured before and after
-training), sets the per-channel latent statistics from training clips, and writes
+Trains on random windows of ``frames`` = 1 + tc * k video frames (default: the preset's
+``clip_frames``, the length Base LPM encodes) with random spatial crops (the VAE is fully
+convolutional, so crops train the same weights much faster on CPU), holds out every
+``holdout_every``-th clip for validation PSNR on full frames of ``clip_frames`` (measured before
+and after training, overall and on the first / last frames of the window, so drift along the
+window shows), sets the per-channel latent statistics from training clips, and writes
 ``OUT/vae.pt`` (state dict incl. latent stats + config + PSNR) and ``OUT/vae_result.json``.
 ``VAEConfig(pretrained_path=OUT/vae.pt)`` / ``DataConfig.vae_path`` load it.
 """
@@ -48,8 +50,12 @@ VAE_FORMAT = "lpm-vae/1"
 class VAETrainConfig:
     steps: int = 600
     batch_size: int = 4
-    frames: int = 5  # 1 + tc * k video frames per training window
-    crop: int = 64  # square random crop for training (0: full frame)
+    # 1 + tc * k video frames per training window; 0: the preset's clip_frames. Windows must cover the
+    # causal convs' temporal receptive field: trained on 5-frame windows, the tiny VAE reconstructed
+    # frames 0-4 at 23.5 dB and every frame from the 8th on at ~17 dB (colour drift), which Base LPM
+    # then learned to generate.
+    frames: int = 0
+    crop: int = 48  # square random crop for training (0: full frame)
     lr: float = 5e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0
@@ -73,6 +79,11 @@ class VAERunConfig:
         return dataclass_from_dict(LPMConfig, self.model, base=get_preset(self.preset))
 
 
+def window_frames(run: VAETrainConfig, cfg: LPMConfig) -> int:
+    """Video frames per training window: ``run.frames``, or the preset's ``clip_frames`` when 0."""
+    return run.frames or cfg.clip_frames
+
+
 class VideoWindows(IterableDataset):
     """Windows (T, 3, H, W) in [-1, 1] at the preset's resolution from train or held-out clips.
 
@@ -85,6 +96,8 @@ class VideoWindows(IterableDataset):
         super().__init__()
         self.paths, self.cfg, self.run = shard_paths, cfg, run
         self.train, self.held_out, self.limit = train, held_out, limit
+        # training: the run's window; validation / statistics: the clip length Base LPM encodes
+        self.frames = window_frames(run, cfg) if train else cfg.clip_frames
 
     def _clips(self) -> Iterator[np.ndarray]:
         for index, raw in enumerate(iter_samples(self.paths)):
@@ -92,7 +105,7 @@ class VideoWindows(IterableDataset):
                 yield decode_sample(raw).frames
 
     def _window(self, frames: np.ndarray, start: int) -> Tensor:
-        clip = torch.from_numpy(np.ascontiguousarray(frames[start:start + self.run.frames])).float()
+        clip = torch.from_numpy(np.ascontiguousarray(frames[start:start + self.frames])).float()
         video = TF.resize(clip.div(127.5).sub(1.0).permute(0, 3, 1, 2), [self.cfg.height, self.cfg.width], antialias=True)
         c = self.run.crop
         if self.train and 0 < c < min(self.cfg.height, self.cfg.width):
@@ -106,17 +119,17 @@ class VideoWindows(IterableDataset):
         while True:
             seen = 0
             for frames in self._clips():
-                if len(frames) < self.run.frames:
+                if len(frames) < self.frames:
                     continue
                 seen += 1
                 for _ in range(self.run.windows_per_clip if self.train else 1):
-                    start = int(torch.randint(0, len(frames) - self.run.frames + 1, ())) if self.train else 0
+                    start = int(torch.randint(0, len(frames) - self.frames + 1, ())) if self.train else 0
                     yield self._window(frames, start)
                     count += 1
                     if self.limit and count >= self.limit:
                         return
             if seen == 0:
-                raise RuntimeError(f"no {'held-out' if self.held_out else 'training'} clips of >= {self.run.frames} "
+                raise RuntimeError(f"no {'held-out' if self.held_out else 'training'} clips of >= {self.frames} "
                                    f"frames; lower holdout_every or frames, or add clips")
             if not self.train:
                 return
@@ -155,9 +168,23 @@ class VAETrainingModule(L.LightningModule):
 @torch.no_grad()
 def evaluate_psnr(vae: VideoVAE, windows: list[Tensor]) -> float:
     """Mean PSNR (dB) of posterior-mean reconstructions of full-frame windows."""
+    return psnr_along_window(vae, windows)["psnr"]
+
+
+@torch.no_grad()
+def psnr_along_window(vae: VideoVAE, windows: list[Tensor]) -> dict[str, float]:
+    """Mean PSNR (dB) of posterior-mean reconstructions: whole windows (``psnr``), their first
+    ``1 + tc`` frames (``psnr_head``) and last ``tc`` frames (``psnr_tail``). A tail far below the
+    head means the decoder drifts with temporal context it was not trained on."""
     vae.eval()
-    values = [float(psnr(vae.decode(vae.encode(w[None])), w[None])) for w in windows]
-    return sum(values) / max(len(values), 1)
+    tc, out = vae.temporal_factor, {"psnr": [], "psnr_head": [], "psnr_tail": []}
+    for w in windows:
+        video = w[None]
+        recon = vae.decode(vae.encode(video))
+        out["psnr"].append(float(psnr(recon, video)))
+        out["psnr_head"].append(float(psnr(recon[:, : 1 + tc], video[:, : 1 + tc])))
+        out["psnr_tail"].append(float(psnr(recon[:, -tc:], video[:, -tc:])))
+    return {k: sum(v) / max(len(v), 1) for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -172,8 +199,10 @@ def train_vae(run: VAERunConfig, out_dir: str | Path, reporter: Reporter | None 
     out, reporter = Path(out_dir), reporter or logging_reporter
     out.mkdir(parents=True, exist_ok=True)
     cfg, t = run.lpm_config(), run.train
-    if (t.frames - 1) % cfg.vae.temporal_factor:
-        raise ValueError(f"frames must be 1 + {cfg.vae.temporal_factor} k, got {t.frames}")
+    frames = window_frames(t, cfg)
+    if (frames - 1) % cfg.vae.temporal_factor or frames > cfg.clip_frames:
+        raise ValueError(f"frames must be 1 + {cfg.vae.temporal_factor} k and <= clip_frames "
+                         f"({cfg.clip_frames}), got {frames}")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     L.seed_everything(t.seed, workers=True, verbose=False)
     root = fetch_dataset(run.data.dataset, run.data.cache_dir or out / "cache")
@@ -183,7 +212,8 @@ def train_vae(run: VAERunConfig, out_dir: str | Path, reporter: Reporter | None 
     module.configure_model()
     assert module.vae is not None
     before = evaluate_psnr(module.vae, val)
-    reporter("start", {"preset": cfg.name, "steps": t.steps, "val_windows": len(val), "psnr_before": before})
+    reporter("start", {"preset": cfg.name, "steps": t.steps, "val_windows": len(val), "psnr_before": before,
+                       "frames": frames, "val_frames": cfg.clip_frames})
     loader = DataLoader(VideoWindows(paths, cfg, t, train=True, held_out=False), batch_size=t.batch_size,
                         num_workers=run.data.num_workers)
     trainer = L.Trainer(accelerator="cpu" if not torch.cuda.is_available() else "auto", devices=1, max_steps=t.steps,
@@ -198,9 +228,12 @@ def train_vae(run: VAERunConfig, out_dir: str | Path, reporter: Reporter | None 
                               limit=t.stats_windows))
     mean, std = latent_stats(vae, stats)
     vae.set_latent_stats(mean, std)
-    after = evaluate_psnr(vae, val)
+    along = psnr_along_window(vae, val)
+    after = along["psnr"]
     result = {"format": VAE_FORMAT, "step": trainer.global_step, "psnr_before": round(before, 3),
-              "psnr": round(after, 3), "val_windows": len(val), "seconds": round(time.perf_counter() - started, 1),
+              "psnr": round(after, 3), "psnr_head": round(along["psnr_head"], 3),
+              "psnr_tail": round(along["psnr_tail"], 3), "frames": frames, "val_frames": cfg.clip_frames,
+              "val_windows": len(val), "seconds": round(time.perf_counter() - started, 1),
               "latent_std": [round(float(s), 4) for s in std], "path": str(out / "vae.pt")}
     tmp = out / "vae.pt.tmp"
     torch.save({"format": VAE_FORMAT, "state_dict": vae.state_dict(), "config": config_to_dict(cfg.vae),

@@ -43,8 +43,8 @@ class VideoVAEConfig(dg.Config):
 
     preset: str = "tiny"
     steps: int = 120
-    batch_size: int = 4
-    crop: int = 64
+    batch_size: int = 2
+    crop: int = 48
     lr: float = 5e-4
     resolution: int = 0
     clip_frames: int = 0
@@ -123,7 +123,9 @@ def video_vae(context: dg.AssetExecutionContext, config: VideoVAEConfig, launche
         result = json.loads((out / "vae_result.json").read_text())
         log_curves(mlflow, run_id, launched.events)
         # validation PSNR on held-out full frames (the curve "psnr" is the training batches')
+        # head / tail: the first and last frames of clip-length windows (a low tail = drift along the clip)
         mlf.log_metrics({"val_psnr_before": result["psnr_before"], "val_psnr": result["psnr"],
+                         "val_psnr_head": result["psnr_head"], "val_psnr_tail": result["psnr_tail"],
                          "val_psnr_gain": result["psnr"] - result["psnr_before"], "train_seconds": result["seconds"]})
         mlf.log_artifact(str(out / "vae_result.json"))
         mlf.log_artifact(str(cfg))
@@ -137,6 +139,7 @@ def video_vae(context: dg.AssetExecutionContext, config: VideoVAEConfig, launche
     return dg.MaterializeResult(
         metadata=result_metadata(registered, run_url, run_id, dataset, launched.seconds, launched.metadata,
                                  psnr=result["psnr"], psnr_before=result["psnr_before"],
+                                 psnr_head=result["psnr_head"], psnr_tail=result["psnr_tail"],
                                  final_loss=launched.events.last("loss"), steps=result["step"],
                                  catalog_model_version_id=catalog_id),
         data_version=dg.DataVersion(weights.sha256[:16]))
