@@ -55,7 +55,9 @@ class VideoVAEConfig(dg.Config):
 class BaseLPMConfig(dg.Config):
     """Run config of ``base_lpm``. Defaults: the short CPU budget (about 4-5 min on 2 cores): FSDP2
     over 2 CPU ranks. ``batch_size`` is per rank; ``threads`` per rank (0: cores / ranks);
-    ``checkpoint_every`` 0 writes one sharded checkpoint at the end."""
+    ``checkpoint_every`` 0 writes one sharded checkpoint at the end; ``activation_checkpointing``
+    recomputes each transformer block in the backward pass (saves memory on GPUs; on CPU, where
+    memory is plentiful, turning it off saves that recomputation)."""
 
     preset: str = "tiny"
     steps: int = 150
@@ -69,6 +71,7 @@ class BaseLPMConfig(dg.Config):
     clip_frames: int = 0
     threads: int = 0
     device: str = "cpu"
+    activation_checkpointing: bool = True
 
 
 def vae_run_config(config: VideoVAEConfig) -> dict[str, Any]:
@@ -87,7 +90,8 @@ def base_run_config(config: BaseLPMConfig) -> dict[str, Any]:
     return {"preset": config.preset, "model": model_overrides(config.resolution, config.clip_frames),
             "data": {"batch_size": config.batch_size},
             "train": {"max_steps": config.steps, "lr": config.lr, "warmup_steps": min(100, max(1, config.steps // 10))},
-            "strategy": {"kind": config.strategy, "ranks": config.ranks, "accelerator": ACCELERATORS[config.device]},
+            "strategy": {"kind": config.strategy, "ranks": config.ranks, "accelerator": ACCELERATORS[config.device],
+                         "activation_checkpointing": config.activation_checkpointing},
             "checkpoint_every": config.checkpoint_every, "keep_checkpoints": 1, "preview_every": 0,
             "log_every": config.log_every, "threads_per_rank": config.threads}
 

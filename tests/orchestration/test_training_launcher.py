@@ -132,7 +132,14 @@ def test_train_models_job_and_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="budget"):
         training_run_config("huge")
     cfg = base_run_config(BaseLPMConfig())
-    assert cfg["strategy"] == {"kind": "fsdp2", "ranks": 2, "accelerator": "cpu"} and cfg["train"]["max_steps"] == 150
+    assert cfg["strategy"] == {"kind": "fsdp2", "ranks": 2, "accelerator": "cpu", "activation_checkpointing": True}
+    assert cfg["train"]["max_steps"] == 150
+    # the budget's switch reaches the strategy the training CLI builds
+    from lpm_models.base.train import RunConfig
+    from lpm_models.base.checkpoint import dataclass_from_dict
+
+    off = base_run_config(BaseLPMConfig(activation_checkpointing=False))
+    assert dataclass_from_dict(RunConfig, off).strategy.activation_checkpointing is False
     args = distill_args(OnlineLPMConfig(steps_refiner=0, steps_dmd=0))
     assert args[args.index("--stages") + 1] == "ode,self_forcing" and "--no-refiner" in args
     with pytest.raises(ValueError, match="0 steps"):
