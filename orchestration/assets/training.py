@@ -209,12 +209,14 @@ LONG_BUDGET: dict[str, dict[str, Any]] = {
     "online_lpm": {"steps_ode": 200, "steps_dmd": 100, "steps_self_forcing": 100, "steps_refiner": 100,
                    "clips": 32, "heldout": 8, "batch_size": 4, "teacher_substeps": 4},
 }
-# about 40 minutes of training on 2 idle CPU cores (the model-quality benchmark's budget: <= 45 min);
-# measured per step on 2 idle cores: VAE 0.33 s, Base LPM 1.15 s (FSDP2 x2, batch 2/rank); Online LPM
-# ~2.7 min in all. (1,000 VAE + 1,100 Base steps took 30 min: the rest of the budget went to both.)
+# about 40 minutes of training on 2 idle CPU cores (the model-quality benchmark's budget: <= 45 min).
+# Measured on 2 idle cores: VAE 0.38 s/step (clip-length windows, batch 2, 48² crops); Base LPM
+# ~1.0 s/step single-process without activation checkpointing (1.15 s with it, FSDP2 x2); Online LPM
+# ~2.7 min in all. lr 1e-3 for Base: a 600-step run at 1e-3 reached the loss a 1,500-step run at
+# 3e-4 had reached.
 MEDIUM_BUDGET: dict[str, dict[str, Any]] = {
-    "video_vae": {"steps": 1200},
-    "base_lpm": {"steps": 1500, "log_every": 20, "checkpoint_every": 750},
+    "video_vae": {"steps": 2000},
+    "base_lpm": {"steps": 1500, "lr": 1e-3, "log_every": 20, "checkpoint_every": 750, "activation_checkpointing": False},
     "online_lpm": {"steps_ode": 60, "steps_dmd": 20, "steps_self_forcing": 20, "steps_refiner": 20,
                    "clips": 16, "heldout": 4, "batch_size": 2, "teacher_substeps": 4},
 }
