@@ -70,7 +70,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     q.add_argument("--base", default="models:/lpm-base@challenger", help="Base LPM (default lpm-base@challenger)")
     q.add_argument("--online", default="models:/lpm-online@challenger",
                    help="Online LPM (default lpm-online@challenger; '' to skip)")
-    q.add_argument("--cases", default="default-v1", help="case set name or YAML path (default default-v1)")
+    q.add_argument("--cases", default="default-v2",
+                   help="case set name or YAML path (default default-v2: held-out cases framed like curated clips)")
     q.add_argument("--subset", action="append", default=None,
                    help="subsets (repeatable; default speaking, listening, multi_turn)")
     q.add_argument("--long", action="store_true", help="also the long-form subset (10 min; Online only; slow)")

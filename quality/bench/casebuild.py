@@ -27,7 +27,16 @@ import numpy as np
 
 from quality.bench.case import LISTEN, SPEAK, Prompt
 from quality.bench.cases import BenchCase, CaseSet, CaseSetSpec, CorpusSpec, IdentitySpec, SubsetSpec
-from quality.bench.groundtruth import GroundTruthCase, load_cases, neutral_portrait, plant_prompts, render, write_video
+from quality.bench.groundtruth import (
+    FaceFraming,
+    GroundTruthCase,
+    face_framing,
+    load_cases,
+    neutral_portrait,
+    plant_prompts,
+    render,
+    write_video,
+)
 from quality.bench.styles import stylise, stylise_video
 
 if TYPE_CHECKING:
@@ -102,11 +111,32 @@ class _Writer:
         self.spec, self.root, self.bank, self.sources = spec, root, bank, sources
         self.cases: list[BenchCase] = []
 
+    def framing(self, identity_id: str) -> FaceFraming | None:
+        """The curated-clip framing of an identity when the spec asks for it (``face_crop`` > 0)."""
+        if self.spec.face_crop <= 0:
+            return None
+        return face_framing(self.bank, identity_id, self.spec.size, self.spec.face_crop)
+
+    def portrait(self, identity_id: str) -> np.ndarray:
+        """The identity's neutral portrait at the case size, framed like its video."""
+        size, framing = self.spec.size, self.framing(identity_id)
+        if framing is None:
+            return neutral_portrait(self.bank, identity_id, size)
+        return framing.apply(neutral_portrait(self.bank, identity_id, framing.render_size), size)
+
+    def render(self, identity_id: str, controls: dict[str, np.ndarray], fps: int) -> np.ndarray:
+        """(N, size, size, 3) frames of the performance, framed like the portrait."""
+        size, framing = self.spec.size, self.framing(identity_id)
+        if framing is None:
+            return render(self.bank, identity_id, controls, size, fps)
+        frames = render(self.bank, identity_id, controls, framing.render_size, fps)
+        return np.stack([framing.apply(frame, size) for frame in frames])
+
     def write(self, gt: GroundTruthCase, subset: SubsetSpec, style: str, reference: np.ndarray,
               embedding: np.ndarray, controls: dict[str, np.ndarray], events: list[Any]) -> BenchCase:
-        size, fps = self.spec.size, gt.fps
+        fps = gt.fps
         file = f"{len(self.cases):03d}"
-        frames = stylise_video(render(self.bank, gt.identity_id, controls, size, fps), style)
+        frames = stylise_video(self.render(gt.identity_id, controls, fps), style)
         write_video(self.root / f"{file}.mp4", frames, gt.audio, fps)
         audio = gt.audio
         np.savez_compressed(self.root / f"{file}.npz", reference=reference, speak=audio.speak,
@@ -128,14 +158,13 @@ class _Writer:
 
 def cut_cases(writer: _Writer, corpus: CorpusSpec, candidates: list[GroundTruthCase]) -> None:
     """Pick and write every subset of ``corpus`` from its candidates (each candidate used once)."""
-    size = writer.spec.size
     unused = list(candidates)
     for subset in corpus.subsets:
         ranked = _rank(unused, subset.select)
         styles = list(subset.styles) or ["photo"] * subset.count
         for style in styles:
             for gt in ranked:
-                portrait = neutral_portrait(writer.bank, gt.identity_id, size)
+                portrait = writer.portrait(gt.identity_id)
                 embedding = _embeddable(portrait)
                 reference = stylise(portrait, style)
                 if embedding is None or (style != "photo" and _embeddable(reference) is None):

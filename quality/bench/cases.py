@@ -99,6 +99,9 @@ class CaseSetSpec:
     corpus: CorpusSpec
     long_form: CorpusSpec | None
     digest: str
+    # > 0: frame every case like a curated clip (square crop of face_crop x the face's landmark box,
+    # curation's crop_scale); 0: the renderer's whole frame (default-v1)
+    face_crop: float = 0.0
 
     def corpora(self, long: bool) -> list[CorpusSpec]:
         """The corpora to build: the default one, plus the long-form one when ``long``."""
@@ -131,6 +134,7 @@ def parse_spec(text: str) -> CaseSetSpec:
         corpus=_corpus(data["corpus"], data["subsets"]),
         long_form=_corpus(long, long["subsets"]) if long else None,
         digest=hashlib.sha256(text.encode()).hexdigest(),
+        face_crop=float(data.get("face_crop", 0.0)),
     )
 
 

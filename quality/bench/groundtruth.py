@@ -94,6 +94,34 @@ def render(bank: "IdentityBank", identity_id: str, controls: Controls, size: int
     return np.stack([frame.copy() for frame in render_frames(performance, layout, [rig], StageTimes())])
 
 
+@dataclass(frozen=True)
+class FaceFraming:
+    """How a case is framed like a curated clip: render at ``render_size``, cut the square ``box``
+    (side = crop_scale x the neutral face's landmark box, centred on it: curation's crop rule),
+    resize to the case size. The box is fixed over the case (the head moves a little inside it,
+    as inside a curated clip's smoothed track box)."""
+
+    render_size: int
+    box: tuple[float, float, float, float]
+
+    def apply(self, frame: np.ndarray, size: int) -> np.ndarray:
+        from lpm_models.data.curation.crops import square_crop
+
+        return square_crop(frame, self.box, size)
+
+
+def face_framing(bank: "IdentityBank", identity_id: str, size: int, crop_scale: float) -> FaceFraming:
+    """The framing of ``identity_id`` whose crop box holds about ``size`` rendered pixels."""
+    if crop_scale <= 1.0:
+        raise ValueError(f"crop_scale must be > 1 (the box holds the whole face), got {crop_scale}")
+    x0, y0, x1, y1 = bank.rig(identity_id, size).neutral_face_box()
+    face_fraction = max(x1 - x0, y1 - y0) / size
+    render_size = max(size, 2 * int(np.ceil(size / (2 * crop_scale * face_fraction))))  # the renderer wants even sizes
+    x0, y0, x1, y1 = bank.rig(identity_id, render_size).neutral_face_box()
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, crop_scale * max(x1 - x0, y1 - y0) / 2
+    return FaceFraming(render_size, (cx - half, cy - half, cx + half, cy + half))
+
+
 def neutral_portrait(bank: "IdentityBank", identity_id: str, size: int) -> np.ndarray:
     """The identity's neutral frontal render: the case's reference image."""
     return bank.rig(identity_id, size).render(FaceControls())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,41 @@ def test_shared_sources_or_audio_fail(bench_cases: CaseSet) -> None:  # noqa: F8
     same_audio = fingerprints_from({}, audio=[case.audio_sha256["speak"]])
     with pytest.raises(LeakageError, match="audio identical"):
         check_no_leakage(bench_cases, manifest(["ident-0000"]), fingerprints=same_audio)
+
+
+def test_default_v2_is_v1_framed_like_curated_clips() -> None:
+    v1, v2 = load_spec("default-v1"), load_spec("default-v2")
+    assert v1.face_crop == 0 and v2.face_crop == 1.8  # curation's crop_scale
+    assert (v2.identities, v2.corpus, v2.long_form, v2.size) == (v1.identities, v1.corpus, v1.long_form, v1.size)
+    with pytest.raises(ValueError, match="crop_scale"):
+        from quality.bench.groundtruth import face_framing
+
+        face_framing(None, "id000", 128, 1.0)  # type: ignore[arg-type]
+
+
+def test_face_framed_cases_show_the_face_at_the_curated_scale(bench_cases: CaseSet,  # noqa: F811
+                                                               tmp_path: Path) -> None:
+    """The same held-out cases framed with face_crop: faces fill the frame as in curated clips
+    (landmark box ~ 1 / 1.8 of the side, centred), and larger than in the whole-frame cases."""
+    import mediapipe as mp
+
+    from tests.quality.bench_factory import SPEC
+
+    framed = load_case_set(parse_spec(SPEC.replace("size: 128", "size: 128\nface_crop: 1.8")), tmp_path)
+    assert [c.case_id for c in framed.cases] == [c.case_id for c in bench_cases.cases]
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1)
+
+    def face_box(image: np.ndarray) -> tuple[float, float, float]:
+        found = mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        assert found, "no face"
+        pts = np.array([(p.x, p.y) for p in found[0].landmark])
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        return max(x1 - x0, y1 - y0), (x0 + x1) / 2, (y0 + y1) / 2
+
+    for case, whole in zip(framed.cases, bench_cases.cases):
+        if case.style != "photo":
+            continue
+        side, cx, cy = face_box(case.reference_image)
+        assert 1 / 1.8 - 0.08 < side < 1 / 1.8 + 0.08 and abs(cx - 0.5) < 0.06 and abs(cy - 0.5) < 0.06, (side, cx, cy)
+        assert side > face_box(whole.reference_image)[0] + 0.05  # the whole-frame case shows a smaller face
+        assert case.reference_image.shape == (128, 128, 3)

@@ -97,6 +97,12 @@ class FaceRig:
         skin = self.texture[int(face[:, 1].min()):int(face[:, 1].max()), int(face[:, 0].min()):int(face[:, 0].max())]
         self._light = float(np.clip(skin.mean() / 150.0, 0.5, 1.2))
 
+    def neutral_face_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) pixel box of the neutral face mesh (the landmark box curation crops from)."""
+        face = self._xy[: fg.MESH_POINTS]
+        (x0, y0), (x1, y1) = face.min(axis=0), face.max(axis=0)
+        return float(x0), float(y0), float(x1), float(y1)
+
     def _setup_pose(self, face: np.ndarray) -> None:
         m = fx.measures(face)
         cx = float(face[list(fg.FACE_OVAL), 0].mean())
