@@ -110,12 +110,16 @@ class _Writer:
     def __init__(self, spec: CaseSetSpec, root: Path, bank: "IdentityBank", sources: dict[str, dict[str, Any]]) -> None:
         self.spec, self.root, self.bank, self.sources = spec, root, bank, sources
         self.cases: list[BenchCase] = []
+        self._framings: dict[str, FaceFraming] = {}
 
     def framing(self, identity_id: str) -> FaceFraming | None:
-        """The curated-clip framing of an identity when the spec asks for it (``face_crop`` > 0)."""
+        """The curated-clip framing of an identity when the spec asks for it (``face_crop`` > 0);
+        computed once per identity (its portrait and its video share it)."""
         if self.spec.face_crop <= 0:
             return None
-        return face_framing(self.bank, identity_id, self.spec.size, self.spec.face_crop)
+        if identity_id not in self._framings:
+            self._framings[identity_id] = face_framing(self.bank, identity_id, self.spec.size, self.spec.face_crop)
+        return self._framings[identity_id]
 
     def portrait(self, identity_id: str) -> np.ndarray:
         """The identity's neutral portrait at the case size, framed like its video."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lpm_models.data.curation.accuracy import read_sidecar, truth_labels
+from lpm_models.data.curation.crops import square_crop
 from lpm_models.data.synth.actions import ActionEvent, EventBook, apply_event
 from lpm_models.data.synth.compose import StageTimes, encode_mp4, make_layout, render_frames
 from lpm_models.data.synth.corpus import read_manifest
@@ -105,8 +106,6 @@ class FaceFraming:
     box: tuple[float, float, float, float]
 
     def apply(self, frame: np.ndarray, size: int) -> np.ndarray:
-        from lpm_models.data.curation.crops import square_crop
-
         return square_crop(frame, self.box, size)
 
 
@@ -117,7 +116,8 @@ def face_framing(bank: "IdentityBank", identity_id: str, size: int, crop_scale: 
     x0, y0, x1, y1 = bank.rig(identity_id, size).neutral_face_box()
     face_fraction = max(x1 - x0, y1 - y0) / size
     render_size = max(size, 2 * int(np.ceil(size / (2 * crop_scale * face_fraction))))  # the renderer wants even sizes
-    x0, y0, x1, y1 = bank.rig(identity_id, render_size).neutral_face_box()
+    k = render_size / size  # a rig's points scale linearly with its size: no second rig needed
+    x0, y0, x1, y1 = x0 * k, y0 * k, x1 * k, y1 * k
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, crop_scale * max(x1 - x0, y1 - y0) / 2
     return FaceFraming(render_size, (cx - half, cy - half, cx + half, cy + half))
 
