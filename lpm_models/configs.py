@@ -142,6 +142,11 @@ class DiTConfig:
     listen_window: tuple[int, int] = (25, 4)
     rope_theta: float = 10000.0
     ref_rope_offset: tuple[int, int, int] = (-4, 0, 0)  # reference k sits at (k + 1) * offset
+    # Also add the appearance reference (slot 0), patch-embedded by its own linear, to every video
+    # frame's tokens at the same grid position (image-to-video channel conditioning). The paper's
+    # references enter through self-attention only; a small model on a CPU budget learns to carry an
+    # unseen identity far sooner with this spatially aligned path. Off by default (and in lpm-17b).
+    ref_concat: bool = False
     qk_norm: bool = True
     eps: float = 1e-6
 
@@ -249,7 +254,8 @@ def _tiny() -> LPMConfig:
         vae=VAEConfig(latent_channels=8, base_channels=32, channel_mults=(1, 1.5, 2), patch_size=2,
                       spatial_down=(True, True), temporal_down=(False, True), conv3d_levels=(False, False, True)),
         audio=audio, text=TextConfig(),
-        dit=DiTConfig(in_channels=8, temporal_factor=2, dim=128, depth=6, heads=4, ffn_dim=512, audio_dim=audio.dim),
+        dit=DiTConfig(in_channels=8, temporal_factor=2, dim=128, depth=6, heads=4, ffn_dim=512, audio_dim=audio.dim,
+                      ref_concat=True),
         sampler=SamplerConfig(steps=16, shift=2.0, text_scale=3.0, audio_scale=2.5, chunk_latents=13, overlap_latents=3),
     )
 
@@ -262,7 +268,8 @@ def _small() -> LPMConfig:
                       spatial_down=(True, True, True), temporal_down=(False, True, True),
                       conv3d_levels=(False, True, True, True), num_res_blocks=2),
         audio=audio, text=TextConfig(),
-        dit=DiTConfig(in_channels=16, temporal_factor=4, dim=768, depth=12, heads=12, ffn_dim=3072, audio_dim=audio.dim),
+        dit=DiTConfig(in_channels=16, temporal_factor=4, dim=768, depth=12, heads=12, ffn_dim=3072, audio_dim=audio.dim,
+                      ref_concat=True),
         sampler=SamplerConfig(steps=30, shift=3.0, chunk_latents=13, overlap_latents=3),
     )
 

@@ -7,6 +7,9 @@ told apart only by segment-wise 3D RoPE offsets: reference k sits at
 [text + SPEAK audio in a local window], odd blocks to [text + LISTEN audio in a wide
 window]; each block has its own K/V per source and sums the source outputs.
 Timesteps are per frame, so clean continuation context frames ride along with t = 0.
+With ``cfg.ref_concat`` the appearance reference (slot 0) is also patch-embedded by its own
+linear and added to every video frame's tokens at the same grid position (channel
+conditioning, as image-to-video models do); it follows the reference's dropout and mask.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class LPMDiT(nn.Module):
         self.cfg = cfg
         p, c, d = cfg.patch_size, cfg.in_channels, cfg.dim
         self.patch_embed = nn.Linear(c * p * p, d)
+        self.ref_embed = nn.Linear(c * p * p, d) if cfg.ref_concat else None
         self.time_embed = TimestepEmbedder(d)
         self.time_mod = ModulationProjection(d, MODULATION_CHUNKS)
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
@@ -102,6 +106,33 @@ class LPMDiT(nn.Module):
         return segment_positions(segs, offsets, device=device)
 
     # ------------------------------------------------------------- conditions
+    def reference_embedding(self, refs: Tensor | None, ref_mask: Tensor | None = None,
+                            keep_refs: Tensor | None = None) -> Tensor | None:
+        """(B, P, D) channel-conditioning tokens of the appearance reference, or None.
+
+        refs: (B, R, C, h, w); ref_mask: (B, R) and keep_refs: (B,) bool gates (a masked or
+        dropped appearance reference contributes exactly zero). None when ``cfg.ref_concat``
+        is off or there are no references.
+        """
+        if self.ref_embed is None or refs is None or refs.shape[1] == 0:
+            return None
+        emb = self.ref_embed(self.patchify(refs[:, :1].to(self.ref_embed.weight.dtype)))  # (B, P, D)
+        gate = torch.ones(refs.shape[0], dtype=torch.bool, device=refs.device)
+        if ref_mask is not None:
+            gate = gate & ref_mask[:, 0].to(refs.device)
+        if keep_refs is not None:
+            gate = gate & keep_refs.to(refs.device)
+        return emb * gate[:, None, None].to(emb.dtype)
+
+    @staticmethod
+    def add_reference(video: Tensor, ref_emb: Tensor | None) -> Tensor:
+        """Video tokens (B, T * P, D) plus the reference tokens (B, P, D) at every frame."""
+        if ref_emb is None:
+            return video
+        b, n, d = video.shape
+        p = ref_emb.shape[1]
+        return (video.view(b, n // p, p, d) + ref_emb[:, None]).view(b, n, d)
+
     def _ref_key_mask(self, cond: LPMConditions, keep: ConditionKeep | None, refs: int, frames: int, p: int) -> Tensor | None:
         """(B, 1, 1, N) bool key mask hiding dropped / padded references, or None."""
         if refs == 0 or (keep is None and cond.ref_mask is None):
@@ -151,10 +182,10 @@ class LPMDiT(nn.Module):
         b, frames, _, h, w = x.shape
         p = (h // self.cfg.patch_size) * (w // self.cfg.patch_size)
         refs = 0 if cond.refs is None else cond.refs.shape[1]
-        tokens = self.patchify(x)
+        h_tok = self.add_reference(self.patch_embed(self.patchify(x)),
+                                   self.reference_embedding(cond.refs, cond.ref_mask, None if keep is None else keep.refs))
         if refs:
-            tokens = torch.cat([self.patchify(cond.refs.to(x.dtype)), tokens], dim=1)  # (B, (R + T) * P, Cp^2)
-        h_tok = self.patch_embed(tokens)  # (B, N, D)
+            h_tok = torch.cat([self.patch_embed(self.patchify(cond.refs.to(x.dtype))), h_tok], dim=1)  # (B, N, D)
         t_frames = t[:, None].expand(b, frames) if t.ndim == 1 else t
         t_all = torch.cat([t_frames.new_zeros(b, refs), t_frames], dim=1)  # (B, R + T)
         c = self.time_embed(t_all)  # (B, R + T, D)

@@ -55,7 +55,8 @@ class KVCache:
     refs: reference-token keys/values; ref_positions: (R * P, 3) their RoPE positions;
     ref_valid: (B, R * P) bool key mask for padded/absent references (None: all valid);
     sink / window: kept chunks (oldest first); next_index: absolute index of the chunk the
-    next call generates; grid: (h, w) token grid of one latent frame.
+    next call generates; grid: (h, w) token grid of one latent frame; ref_tokens: (B, P, D)
+    appearance-reference tokens added to every generated frame (``DiTConfig.ref_concat``) or None.
     """
 
     refs: ChunkKV
@@ -68,6 +69,7 @@ class KVCache:
     window_chunks: int
     chunk_latents: int
     grid: tuple[int, int]
+    ref_tokens: Tensor | None = None
 
     # ------------------------------------------------------------------ layout
     @property
@@ -148,7 +150,8 @@ class KVCache:
     def detach(self) -> KVCache:
         """The same cache cut from the autograd graph (self-forcing trains through one chunk at a time)."""
         return replace(self, refs=self.refs.detach(), sink=tuple(c.detach() for c in self.sink),
-                       window=tuple(c.detach() for c in self.window))
+                       window=tuple(c.detach() for c in self.window),
+                       ref_tokens=None if self.ref_tokens is None else self.ref_tokens.detach())
 
     # ------------------------------------------------------------------ accounting
     @property
@@ -160,6 +163,8 @@ class KVCache:
         out = [self.refs.k, self.refs.v, self.ref_positions]
         if self.ref_valid is not None:
             out.append(self.ref_valid)
+        if self.ref_tokens is not None:
+            out.append(self.ref_tokens)
         for c in self.chunks:
             out += [c.k, c.v]
         return out

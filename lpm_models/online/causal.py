@@ -139,7 +139,7 @@ class CausalDiT(LPMDiT):
         o = self.online
         return KVCache(refs=kv, ref_positions=positions, ref_valid=valid, sink=(), window=(), next_index=0,
                        sink_chunks=o.sink_chunks, window_chunks=o.window_chunks, chunk_latents=o.chunk_latents,
-                       grid=(hp, wp))
+                       grid=(hp, wp), ref_tokens=self.reference_embedding(refs, ref_mask))
 
     # ---------------------------------------------------------------- stream
     def forward(self, x: Tensor, t: Tensor, cond: LPMConditions, cache: KVCache) -> tuple[Tensor, KVCache]:  # type: ignore[override]
@@ -156,7 +156,7 @@ class CausalDiT(LPMDiT):
         if frames != c or grid != cache.grid or b != cache.batch_size:
             raise ValueError(f"chunk {tuple(x.shape)} does not match the cache: {c} latents of grid {cache.grid}, batch {cache.batch_size}")
         j = cache.next_index
-        hid = self.patch_embed(self.patchify(x))  # (B, c * P, D)
+        hid = self.add_reference(self.patch_embed(self.patchify(x)), cache.ref_tokens)  # (B, c * P, D)
         t_frames = t[:, None].expand(b, frames) if t.ndim == 1 else t
         emb = self.time_embed(t_frames)  # (B, c, D)
         mod = self.time_mod(emb)  # (B, c, 6, D)
@@ -200,8 +200,10 @@ class CausalDiT(LPMDiT):
         hp, wp = h // p, w // p
         r = 0 if cond.refs is None else cond.refs.shape[1]
         dev = groups[0].device
-        tokens = [self.patchify(cond.refs.to(groups[0].dtype))] if r else []
-        hid = self.patch_embed(torch.cat(tokens + [self.patchify(g) for g in groups], dim=1))  # (B, N, D)
+        ref_emb = self.reference_embedding(cond.refs, cond.ref_mask)
+        hid = torch.cat([self.add_reference(self.patch_embed(self.patchify(g)), ref_emb) for g in groups], dim=1)
+        if r:
+            hid = torch.cat([self.patch_embed(self.patchify(cond.refs.to(groups[0].dtype))), hid], dim=1)  # (B, N, D)
         t_all = torch.cat([groups[0].new_zeros(b, r)] + [t.expand(b, n) for t in times], dim=1)  # (B, R + G T)
         emb = self.time_embed(t_all)
         mod = self.time_mod(emb)

@@ -13,6 +13,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--no-services", action="store_true", help="assume the services are already running")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     p.add_argument("--conversations", type=int, default=12, help="synthetic conversations (default 12)")
+    p.add_argument("--identities", type=int, default=24,
+                   help="size of the identity bank the conversations draw their people from (default 24; about "
+                   "3/4 of them appear on screen, since half the conversations show one person)")
     p.add_argument("--duration", type=float, default=24.0, help="seconds per conversation (default 24)")
     p.add_argument("--size", type=int, default=256, help="face region size in pixels (default 256)")
     p.add_argument("--budget", choices=("short", "medium", "long"), default="short",
@@ -38,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     ensure_env(settings.client_env())
     started = time.perf_counter()
     reports = run_lineage(corpus={"seed": args.seed, "conversations": args.conversations,
-                                  "duration_s": args.duration, "size": args.size},
+                                  "identities": args.identities, "duration_s": args.duration, "size": args.size},
                            training=training_run_config(args.budget), start=args.start)
     total = time.perf_counter() - started
     print("\nLineage:")

@@ -164,6 +164,41 @@ def test_padded_references_are_ignored(cfg: DiTConfig) -> None:
     assert (a - unmasked).abs().max() > 1e-4
 
 
+def test_appearance_reference_is_channel_conditioning(cfg: DiTConfig) -> None:
+    assert cfg.ref_concat and not get_preset("lpm-17b").dit.ref_concat  # tiny on; the paper's design off
+    assert "ref_embed.weight" not in LPMDiT(replace(cfg, depth=1, ref_concat=False)).state_dict()
+    dit = live_dit(cfg, depth=2)
+    cond = make_cond(cfg, batch=1, refs=1)
+    x, t = torch.randn(1, T, cfg.in_channels, H, W), torch.full((1,), 0.9)
+    with torch.no_grad():
+        with_path = dit(x, t, cond)
+        dit.ref_embed.weight.zero_()  # attention-only references
+        without_path = dit(x, t, cond)
+    assert (with_path - without_path).abs().max() > 1e-3
+    # every frame's token at a grid cell receives the reference's token of that same cell
+    ref_tokens = LPMDiT(replace(cfg, depth=1)).eval()
+    with torch.no_grad():
+        e = ref_tokens.reference_embedding(cond.refs)
+        video = torch.zeros(1, T * e.shape[1], cfg.dim)
+        added = ref_tokens.add_reference(video, e).view(1, T, e.shape[1], cfg.dim)
+    for frame in range(T):
+        torch.testing.assert_close(added[:, frame], e)
+
+
+def test_masked_or_dropped_appearance_reference_is_as_if_absent(cfg: DiTConfig) -> None:
+    dit = live_dit(cfg, depth=2)
+    cond = make_cond(cfg, batch=1, refs=1)
+    x, t = torch.randn(1, T, cfg.in_channels, H, W), torch.full((1,), 0.6)
+    with torch.no_grad():
+        absent = dit(x, t, replace(cond, refs=None))
+        masked = dit(x, t, replace(cond, ref_mask=torch.tensor([[False]])))
+        dropped = dit(x, t, cond, ConditionKeep.constant(1, refs=False))
+        present = dit(x, t, cond)
+    torch.testing.assert_close(masked, absent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dropped, absent, atol=1e-5, rtol=1e-5)
+    assert (present - absent).abs().max() > 1e-3
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(cfg: DiTConfig) -> None:
     dit = live_dit(cfg, depth=2).train()
     cond = make_cond(cfg)

@@ -33,12 +33,15 @@ def test_student_is_initialised_with_the_teacher_weights() -> None:
     assert torch.equal(base.audio_encoder.conv1.weight, model.audio_encoder.conv1.weight)
 
 
-@pytest.mark.parametrize("refs", [0, 2])
-def test_streaming_equals_full_sequence_under_chunk_causal_mask(refs: int) -> None:
+@pytest.mark.parametrize(("refs", "masked"), [(0, None), (2, 1), (2, 0)])
+def test_streaming_equals_full_sequence_under_chunk_causal_mask(refs: int, masked: int | None) -> None:
     o = online_cfg(chunk_latents=2, sink_chunks=1, window_chunks=2)
     dit = live_online(o).dit
     b, n = 2, 2 * (o.context_chunks + 1)  # window big enough: nothing evicted
-    mask = torch.tensor([[True, True], [True, False]]) if refs else None
+    mask = None
+    if refs:  # sample 1 lacks reference slot ``masked`` (slot 0 = the channel-conditioning appearance)
+        mask = torch.ones(b, refs, dtype=torch.bool)
+        mask[1, masked] = False
     cond = make_conditions(CFG, b, frames=n * 2 * 2, refs=refs, ref_mask=mask)
     g = torch.Generator().manual_seed(1)
     x, t = torch.randn(b, n, C, H, W, generator=g), torch.rand(b, n, generator=g)
@@ -47,6 +50,17 @@ def test_streaming_equals_full_sequence_under_chunk_causal_mask(refs: int) -> No
         streamed = stream(dit, x, t, cond, o.chunk_latents)
     assert full.abs().mean() > 0.1  # a live model, not zeros
     torch.testing.assert_close(streamed, full, atol=1e-4, rtol=1e-4)
+
+
+def test_cache_carries_the_appearance_reference_tokens() -> None:
+    dit = live_online(online_cfg()).dit
+    cond = make_conditions(CFG, 2, frames=9, refs=2, ref_mask=torch.tensor([[True, True], [False, True]]))
+    cache = dit.encode_references(cond.refs, cond.ref_mask)
+    p = (H // CFG.dit.patch_size) * (W // CFG.dit.patch_size)
+    assert cache.ref_tokens is not None and cache.ref_tokens.shape == (2, p, CFG.dit.dim)
+    assert cache.ref_tokens[0].abs().max() > 0 and cache.ref_tokens[1].abs().max() == 0  # masked appearance
+    assert any(t is cache.ref_tokens for t in cache.tensors())  # counted in the cache's memory
+    assert dit.encode_references(None, batch=2, latent_hw=(H, W)).ref_tokens is None
 
 
 def test_history_group_matches_streaming_with_a_separately_committed_history() -> None:
