@@ -36,11 +36,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from lpm_models.bench_report import current_rss_mb
 from lpm_models.configs import LPMConfig
 from lpm_models.data.dataset.loader import CuratedWindowDataset, window_item
 from lpm_models.data.dataset.manifest import MANIFEST_NAME, Manifest, sha256_file
 from lpm_models.data.dataset.shards import decode_sample, iter_samples
 from lpm_models.encoders.text import TextEncoder
+from lpm_models.memory import return_large_buffers
 from lpm_models.vae.model import VideoVAE
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,16 @@ class DataConfig:
     seed: int = 0
     shuffle_buffer: int = 8
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # probability that the appearance slot holds the training window's own first frame instead of
+    # the curated appearance reference (another clip of the person: other background, light and
+    # accessories, and another person where identity clustering merged look-alikes). Curated refs
+    # alone left the tiny DiT unable to copy a reference (x0 at t = 1 further from the truth than
+    # the reference itself); in-clip refs teach copying, curated ones teach robustness.
+    clip_reference: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.clip_reference <= 1.0:
+            raise ValueError(f"clip_reference is a probability in [0, 1], got {self.clip_reference}")
         if self.latents not in ("auto", "online", "cached"):
             raise ValueError(f"latents must be auto/online/cached, got {self.latents!r}")
         if self.batch_size < 1:
@@ -193,8 +203,8 @@ def select_refs(appearance: Tensor, pool: Tensor, pool_mask: Tensor, slots: int,
 class WindowTransform:
     """Loader item -> training item: resize to the preset, references, augmentation, text."""
 
-    def __init__(self, cfg: LPMConfig, augment: AugmentConfig, train: bool = True) -> None:
-        self.cfg, self.augment, self.train = cfg, augment, train
+    def __init__(self, cfg: LPMConfig, augment: AugmentConfig, train: bool = True, clip_reference: float = 0.0) -> None:
+        self.cfg, self.augment, self.train, self.clip_reference = cfg, augment, train, clip_reference
         self.text = TextEncoder(cfg.text)
         size = (cfg.height, cfg.width)
         ratio = cfg.width / cfg.height
@@ -213,6 +223,8 @@ class WindowTransform:
         pool_mask = torch.cat([item["ref_pose_mask"], item["ref_expr_mask"]])
         refs, mask = select_refs(item["ref_appearance"], pool, pool_mask, self.cfg.max_refs)
         refs, video = self._resize(refs), item["video"]
+        if self.clip_reference > 0 and float(torch.rand(())) < self.clip_reference:
+            refs[0] = self._resize(video[:1])[0]  # the window's own first frame
         if not (self.train and self.augment.enabled):
             return self._resize(video), refs, mask
         video = self.crop((video + 1) / 2)
@@ -268,11 +280,13 @@ class OnlineWindowStream(IterableDataset):
 class CachedLatentStream(IterableDataset):
     """Endless deterministic pass over cached latent windows, starting at item ``start``."""
 
-    def __init__(self, items: list[dict[str, Tensor]], max_refs: int, seed: int, rank: int, start: int = 0) -> None:
+    def __init__(self, items: list[dict[str, Tensor]], max_refs: int, seed: int, rank: int, start: int = 0,
+                 clip_reference: float = 0.0) -> None:
         super().__init__()
         if not items:
             raise RuntimeError(f"rank {rank} has no cached windows; the dataset has too few clips for this many ranks")
         self.items, self.max_refs, self.seed, self.rank, self.start = items, max_refs, seed, rank, start
+        self.clip_reference = clip_reference
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         info = get_worker_info()
@@ -292,6 +306,9 @@ class CachedLatentStream(IterableDataset):
         item = self.items[index]
         g = torch.Generator().manual_seed(hash((self.seed, self.rank, epoch, index)) & 0x7FFFFFFF)
         refs, mask = select_refs(item["ref_appearance"], item["ref_pool"], item["ref_pool_mask"], self.max_refs, g)
+        if self.clip_reference > 0 and float(torch.rand((), generator=g)) < self.clip_reference:
+            # the causal VAE's first latent encodes frame 0 alone: the window's first frame as an image
+            refs[0] = item["latents"][0]
         return {"latents": item["latents"], "ref_latents": refs, "ref_mask": mask, "text": item["text"].float(),
                 "audio_self": item["audio_self"], "audio_other": item["audio_other"]}
 
@@ -329,16 +346,17 @@ def build_latent_cache(shard_paths: list[Path], n_clips: int, cfg: LPMConfig, va
         log.warning("%d clips for %d ranks: every rank caches all clips", n_clips, world)
     items: list[dict[str, Tensor]] = []
     t0 = time.perf_counter()
-    for index, raw in enumerate(iter_samples(shard_paths)):
-        if not shared and index % world != rank:
-            continue
-        sample = decode_sample(raw)
-        for start in range(0, len(sample.frames) - cfg.clip_frames + 1, stride):
-            items.append(encode_window(vae, transform, window_item(sample, start, cfg.clip_frames)))
-        done = index + 1
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        log.info("latent cache rank %d: clip %d/%d, %d windows (%.2f clips/s, ETA %.0f s)", rank, done, n_clips,
-                 len(items), rate, (n_clips - done) / rate)
+    with return_large_buffers():  # decoded clips are freed between kept latents: keep RSS flat
+        for index, raw in enumerate(iter_samples(shard_paths)):
+            if not shared and index % world != rank:
+                continue
+            sample = decode_sample(raw)
+            for start in range(0, len(sample.frames) - cfg.clip_frames + 1, stride):
+                items.append(encode_window(vae, transform, window_item(sample, start, cfg.clip_frames)))
+            done = index + 1
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            log.info("latent cache rank %d: clip %d/%d, %d windows (%.2f clips/s, ETA %.0f s, RSS %.0f MB)", rank,
+                     done, n_clips, len(items), rate, (n_clips - done) / rate, current_rss_mb())
     return items
 
 
@@ -399,11 +417,11 @@ class LPMDataModule(L.LightningDataModule):
         d = self.data
         if self.mode == "cached":
             dataset: IterableDataset = CachedLatentStream(self.latent_cache(rank, world), self.cfg.max_refs, d.seed,
-                                                          rank, start=consumed)
+                                                          rank, start=consumed, clip_reference=d.clip_reference)
         else:
             base = CuratedWindowDataset(self.manifest.shard_paths(self.dataset_dir), self.cfg.clip_frames,
                                         seed=d.seed + consumed, rank=rank, world_size=world,
                                         shuffle_buffer=d.shuffle_buffer)
-            dataset = OnlineWindowStream(base, WindowTransform(self.cfg, d.augment))
+            dataset = OnlineWindowStream(base, WindowTransform(self.cfg, d.augment, clip_reference=d.clip_reference))
         return DataLoader(dataset, batch_size=d.batch_size, collate_fn=collate_train, num_workers=d.num_workers,
                           persistent_workers=d.num_workers > 0)

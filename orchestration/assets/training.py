@@ -57,7 +57,9 @@ class BaseLPMConfig(dg.Config):
     over 2 CPU ranks. ``batch_size`` is per rank; ``threads`` per rank (0: cores / ranks);
     ``checkpoint_every`` 0 writes one sharded checkpoint at the end; ``activation_checkpointing``
     recomputes each transformer block in the backward pass (saves memory on GPUs; on CPU, where
-    memory is plentiful, turning it off saves that recomputation)."""
+    memory is plentiful, turning it off saves that recomputation). ``clip_reference``: probability that
+    a step's appearance reference is the training window's own first frame rather than the curated
+    reference from another clip (``lpm_models.base.data.DataConfig.clip_reference``)."""
 
     preset: str = "tiny"
     steps: int = 150
@@ -72,6 +74,7 @@ class BaseLPMConfig(dg.Config):
     threads: int = 0
     device: str = "cpu"
     activation_checkpointing: bool = True
+    clip_reference: float = 0.5
 
 
 def vae_run_config(config: VideoVAEConfig) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def base_run_config(config: BaseLPMConfig) -> dict[str, Any]:
     if config.device not in ACCELERATORS:
         raise ValueError(f"device must be one of {sorted(ACCELERATORS)}, got {config.device!r}")
     return {"preset": config.preset, "model": model_overrides(config.resolution, config.clip_frames),
-            "data": {"batch_size": config.batch_size},
+            "data": {"batch_size": config.batch_size, "clip_reference": config.clip_reference},
             "train": {"max_steps": config.steps, "lr": config.lr, "warmup_steps": min(100, max(1, config.steps // 10))},
             "strategy": {"kind": config.strategy, "ranks": config.ranks, "accelerator": ACCELERATORS[config.device],
                          "activation_checkpointing": config.activation_checkpointing},

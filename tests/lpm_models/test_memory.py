@@ -47,3 +47,39 @@ def test_tuned_heap_reuses_freed_buffers_without_page_faults() -> None:
 def test_tuning_can_be_switched_off() -> None:
     applied, _ = run_probe("0")
     assert not applied
+
+
+CHURN = """
+import sys
+import numpy as np
+from lpm_models.bench_report import current_rss_mb
+from lpm_models.memory import return_large_buffers
+
+def churn(rounds):
+    # what building Base LPM's latent cache does: decode a clip (large, freed), keep small results
+    kept = []
+    for r in range(rounds):
+        frames = np.ones((20 + r % 7) * 2**20 // 8)  # 20-26 MB, a new size each time
+        work = [np.ones(2**20 // 8 * (1 + k % 5)) for k in range(8)]  # 1-5 MB temporaries
+        kept.append(np.ones(100_000 // 8) * frames[0])  # ~100 KB of latents survive
+        del frames, work
+    return kept
+
+with return_large_buffers() as ok:
+    print("applied", ok)
+    start = current_rss_mb()
+    kept = churn(int(sys.argv[1]))
+    print("growth", int(current_rss_mb() - start))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_large_temporaries_are_returned_while_small_results_are_kept() -> None:
+    env = {**os.environ, "LPM_MALLOC_TUNING": "1"}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = subprocess.run([sys.executable, "-c", CHURN, "60"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    values = dict(line.split() for line in out.splitlines())
+    assert values["applied"] == "True"
+    # 60 rounds keep 6 MB; freed temporaries of up to 40 MB a round must not stay resident
+    assert int(values["growth"]) < 40

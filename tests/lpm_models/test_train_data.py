@@ -18,6 +18,7 @@ from lpm_models.base.data import (
     WindowTransform,
     collate_train,
     fetch_dataset,
+    load_frozen_vae,
     select_refs,
 )
 from lpm_models.configs import LPMConfig, get_preset
@@ -90,6 +91,25 @@ def test_cached_stream_resumes_exactly_at_a_step(cfg: LPMConfig, dataset: Path, 
     assert any(not torch.equal(a["latents"], b["latents"]) for a, b in zip(full, other))  # seed changes the order
     firsts = [id(x["latents"]) for x in full[:16]]
     assert len(set(firsts)) == 16  # an epoch visits every window once
+
+
+def test_clip_reference_swaps_in_the_windows_first_frame_at_its_rate(cfg: LPMConfig, dataset: Path, cache: Path) -> None:
+    items = cached_items(cfg, dataset, cache, 0, 1)
+    with pytest.raises(ValueError, match="clip_reference"):
+        DataConfig(clip_reference=1.5)
+    # the causal VAE's first latent is frame 0 encoded alone: what encode_image gives for that frame
+    vae = load_frozen_vae(cfg, None, 0)
+    sample = decode_sample(next(iter_samples(Manifest.load(dataset).shard_paths(dataset))))
+    frame0 = WindowTransform(cfg, AugmentConfig(enabled=False), train=False)._resize(window_item(sample, 0, cfg.clip_frames)["video"][:1])
+    with torch.no_grad():
+        torch.testing.assert_close(vae.encode_image(frame0)[0, 0], items[0]["latents"][0], atol=1e-4, rtol=1e-4)
+    for rate, expected in ((0.0, 0.0), (1.0, 1.0), (0.5, 0.5)):
+        drawn = list(itertools.islice(iter(CachedLatentStream(items, 2, seed=1, rank=0, clip_reference=rate)), 200))
+        from_clip = [torch.equal(d["ref_latents"][0], d["latents"][0]) for d in drawn]
+        assert abs(sum(from_clip) / len(from_clip) - expected) <= 0.1
+        assert all(d["ref_mask"][0] for d in drawn)
+    pixels = WindowTransform(cfg, AugmentConfig(enabled=False), clip_reference=1.0)(window_item(sample, 0, cfg.clip_frames))
+    torch.testing.assert_close(pixels["ref_images"][0], pixels["video"][0])
 
 
 def test_select_refs_keeps_appearance_first_and_only_valid_pool_items() -> None:
