@@ -52,7 +52,7 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thresho
     global _applied
     if _applied is not None:
         return _applied
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if _tuning_off():
         log.info("heap tuning off (%s)", ENV)
         _applied = False
         return False
@@ -68,6 +68,10 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_thresho
              "set" if mmap_ok else "refused", trim_threshold >> 20, "set" if trim_ok else "refused")
     _applied = ok
     return ok
+
+
+def _tuning_off() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off")
 
 
 def _mallopt() -> Callable[[int, int], int] | None:
@@ -88,10 +92,11 @@ def return_large_buffers(threshold: int = 2**20, after: int = MMAP_THRESHOLD_BYT
     the process continues as a warmed-up glibc would). Yields whether the setting took effect
     (False off glibc or with ``LPM_MALLOC_TUNING`` off).
     """
-    mallopt = None if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off") else _mallopt()
-    ok = mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    mallopt = None if _tuning_off() else _mallopt()
+    if mallopt is None or not mallopt(M_MMAP_THRESHOLD, int(threshold)):
+        yield False
+        return
     try:
-        yield ok
+        yield True
     finally:
-        if ok and mallopt is not None:
-            mallopt(M_MMAP_THRESHOLD, int(after))
+        mallopt(M_MMAP_THRESHOLD, int(after))

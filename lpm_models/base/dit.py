@@ -14,6 +14,8 @@ conditioning, as image-to-video models do); it follows the reference's dropout a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -133,6 +135,19 @@ class LPMDiT(nn.Module):
         p = ref_emb.shape[1]
         return (video.view(b, n // p, p, d) + ref_emb[:, None]).view(b, n, d)
 
+    def embed(self, videos: Sequence[Tensor], refs: Tensor | None, ref_mask: Tensor | None = None,
+              keep_refs: Tensor | None = None) -> Tensor:
+        """Token embeddings of ``[refs | videos[0] | videos[1] | ...]``: (B, (R + sum T) * P, D).
+
+        videos: latents (B, T, C, h, w) each; every video frame also carries the appearance
+        reference's channel tokens (``reference_embedding``).
+        """
+        ref_emb = self.reference_embedding(refs, ref_mask, keep_refs)
+        parts = [self.add_reference(self.patch_embed(self.patchify(v)), ref_emb) for v in videos]
+        if refs is not None and refs.shape[1]:
+            parts.insert(0, self.patch_embed(self.patchify(refs.to(videos[0].dtype))))
+        return torch.cat(parts, dim=1)
+
     def _ref_key_mask(self, cond: LPMConditions, keep: ConditionKeep | None, refs: int, frames: int, p: int) -> Tensor | None:
         """(B, 1, 1, N) bool key mask hiding dropped / padded references, or None."""
         if refs == 0 or (keep is None and cond.ref_mask is None):
@@ -182,10 +197,7 @@ class LPMDiT(nn.Module):
         b, frames, _, h, w = x.shape
         p = (h // self.cfg.patch_size) * (w // self.cfg.patch_size)
         refs = 0 if cond.refs is None else cond.refs.shape[1]
-        h_tok = self.add_reference(self.patch_embed(self.patchify(x)),
-                                   self.reference_embedding(cond.refs, cond.ref_mask, None if keep is None else keep.refs))
-        if refs:
-            h_tok = torch.cat([self.patch_embed(self.patchify(cond.refs.to(x.dtype))), h_tok], dim=1)  # (B, N, D)
+        h_tok = self.embed([x], cond.refs, cond.ref_mask, None if keep is None else keep.refs)  # (B, N, D)
         t_frames = t[:, None].expand(b, frames) if t.ndim == 1 else t
         t_all = torch.cat([t_frames.new_zeros(b, refs), t_frames], dim=1)  # (B, R + T)
         c = self.time_embed(t_all)  # (B, R + T, D)

@@ -200,10 +200,7 @@ class CausalDiT(LPMDiT):
         hp, wp = h // p, w // p
         r = 0 if cond.refs is None else cond.refs.shape[1]
         dev = groups[0].device
-        ref_emb = self.reference_embedding(cond.refs, cond.ref_mask)
-        hid = torch.cat([self.add_reference(self.patch_embed(self.patchify(g)), ref_emb) for g in groups], dim=1)
-        if r:
-            hid = torch.cat([self.patch_embed(self.patchify(cond.refs.to(groups[0].dtype))), hid], dim=1)  # (B, N, D)
+        hid = self.embed(groups, cond.refs, cond.ref_mask)  # (B, N, D)
         t_all = torch.cat([groups[0].new_zeros(b, r)] + [t.expand(b, n) for t in times], dim=1)  # (B, R + G T)
         emb = self.time_embed(t_all)
         mod = self.time_mod(emb)

@@ -28,11 +28,17 @@ print("faults", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) //
 """
 
 
-def run_probe(tuning: str) -> tuple[bool, int]:
+def run_script(script: str, tuning: str, *args: str) -> dict[str, str]:
+    """Run ``script`` in a fresh interpreter (its own heap); its ``name value`` lines as a dict."""
     env = {**os.environ, "LPM_MALLOC_TUNING": tuning}
     env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True).stdout
-    values = dict(line.split() for line in out.splitlines())
+    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def run_probe(tuning: str) -> tuple[bool, int]:
+    values = run_script(PROBE, tuning)
     return values["applied"] == "True", int(values["faults"])
 
 
@@ -75,11 +81,7 @@ with return_large_buffers() as ok:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_large_temporaries_are_returned_while_small_results_are_kept() -> None:
-    env = {**os.environ, "LPM_MALLOC_TUNING": "1"}
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    out = subprocess.run([sys.executable, "-c", CHURN, "60"], env=env, capture_output=True, text=True,
-                         check=True).stdout
-    values = dict(line.split() for line in out.splitlines())
+    values = run_script(CHURN, "1", "60")
     assert values["applied"] == "True"
     # 60 rounds keep 6 MB; freed temporaries of up to 40 MB a round must not stay resident
     assert int(values["growth"]) < 40
