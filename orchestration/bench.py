@@ -108,8 +108,10 @@ def model_system(model: ResolvedModel, store: ObjectStore | None, cache_dir: Pat
     raise ValueError(f"{model.ref.ref} is a {model.ref.kind!r} model; LPM-Bench evaluates base and online models")
 
 
-def dataset_leakage(cases: CaseSet, dataset_version: str, store: ObjectStore, shards: bool = True) -> LeakageReport:
-    """Check ``cases`` against a dataset version in the object store; raises LeakageError on overlap."""
+def dataset_leakage(cases: CaseSet, dataset_version: str, store: ObjectStore, shards: bool = True,
+                    raise_on_overlap: bool = True) -> LeakageReport:
+    """Check ``cases`` against a dataset version in the object store; raises LeakageError on overlap
+    (unless ``raise_on_overlap`` is False: the report then names the overlapping cases)."""
     prefix = f"s3://{DATA_BUCKET}/{DATASETS_PREFIX}{dataset_version}/"
     with tempfile.TemporaryDirectory(prefix="lpm-bench-dataset-") as tmp:
         store.download(prefix + "manifest.json", Path(tmp) / "manifest.json")
@@ -119,7 +121,7 @@ def dataset_leakage(cases: CaseSet, dataset_version: str, store: ObjectStore, sh
             for shard in manifest.shards:
                 store.download(prefix + shard.name, Path(tmp) / shard.name)
             prints = dataset_fingerprints(manifest, Path(tmp))
-        return check_no_leakage(cases, manifest, fingerprints=prints)
+        return check_no_leakage(cases, manifest, fingerprints=prints, raise_on_overlap=raise_on_overlap)
 
 
 def unique_names(systems: list[System], models: list[ResolvedModel | None]) -> None:
@@ -129,6 +131,20 @@ def unique_names(systems: list[System], models: list[ResolvedModel | None]) -> N
         if system.name in seen:
             system.name = f"{system.name}-v{model.ref.version}" if model else f"{system.name}-{len(seen)}"
         seen.add(system.name)
+
+
+def drop_leaked_cases(cases: CaseSet, leakage: dict[str, Any]) -> CaseSet:
+    """``cases`` without every case a leakage report (per dataset version, ``LeakageReport.to_dict``)
+    found overlapping; raises when nothing is left."""
+    leaked = sorted({cid for report in leakage.values() for cid in report.get("cases", [])})
+    if not leaked:
+        return cases
+    kept = cases.without(leaked)
+    if not kept.cases:
+        raise ValueError(f"every one of the {len(cases.cases)} case(s) overlaps the training data: nothing to evaluate")
+    log.warning("leakage: dropped %d of %d case(s) that overlap the training data: %s", len(leaked),
+                len(cases.cases), ", ".join(leaked))
+    return kept
 
 
 @dataclass
@@ -144,6 +160,7 @@ class BenchRequest:
     seed: int = 0
     check_leakage: bool = True
     leakage_shards: bool = True
+    drop_leaked: bool = False  # evaluate the cases that share nothing with training instead of refusing them all
     videos: int = 3
     tags: dict[str, str] = field(default_factory=dict)
     ablations: bool = False  # each Base LPM also as its audio-dropped ablation (``base-noaudio``) and its
@@ -195,7 +212,10 @@ def run_request(request: BenchRequest, cases: CaseSet, work_dir: Path, *, tracki
         for version in sorted({m.dataset_version for m in models.values() if m.dataset_version}):
             if store is None:
                 raise ValueError("the leakage check reads the training dataset: configure the object store")
-            leakage[version] = dataset_leakage(cases, version, store, request.leakage_shards).to_dict()
+            report = dataset_leakage(cases, version, store, request.leakage_shards,
+                                     raise_on_overlap=not request.drop_leaked)
+            leakage[version] = report.to_dict()
+        cases = drop_leaked_cases(cases, leakage)
     result = run_bench(cases, systems, work_dir)
     refs = {name: m.ref for name, m in models.items()}
     tracked = None

@@ -23,7 +23,9 @@ ONLINE_URI = "models:/lpm-online@challenger"
 
 class LPMBenchConfig(dg.Config):
     """Run config of ``lpm_bench``: the case set (a name or a YAML path; ``subsets`` / ``limit`` cut it
-    down), Base LPM sampling steps per chunk (0: the preset's), baselines, leakage check, side-by-side
+    down), Base LPM sampling steps per chunk (0: the preset's), baselines, leakage check (``drop_leaked``:
+    evaluate the cases that share nothing with training rather than failing; the scores are then on fewer
+    cases than the champion's, so the promotion comparison is on unequal sets), side-by-side
     videos logged per model, torch threads (0: torch's default)."""
 
     cases: str = "default-v1"
@@ -32,6 +34,7 @@ class LPMBenchConfig(dg.Config):
     base_steps: int = 2
     baselines: bool = True
     check_leakage: bool = True
+    drop_leaked: bool = False
     videos: int = 3
     threads: int = 0
     seed: int = 0
@@ -86,7 +89,8 @@ def lpm_bench(context: dg.AssetExecutionContext, config: LPMBenchConfig, mlflow:
     context.log.info("LPM-Bench %s (%d cases) on %s%s", cases.spec.name, len(cases.cases), ", ".join(models),
                      f" (Base LPM already benched in run {base_earlier})" if base_earlier else "")
     request = BenchRequest(models=models, baselines=config.baselines, base_steps=config.base_steps or None,
-                           seed=config.seed, check_leakage=config.check_leakage, videos=config.videos,
+                           seed=config.seed, check_leakage=config.check_leakage,
+                           drop_leaked=config.drop_leaked, videos=config.videos,
                            tags={"dagster.run_id": context.run.run_id, "dagster.asset": "lpm_bench"})
     with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:
         outcome = run_request(request, cases, Path(tmp), tracking_uri=tracking, catalog_url=catalog.url,

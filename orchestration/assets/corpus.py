@@ -16,7 +16,9 @@ TRUTH_PREFIX = "corpus-truth/"
 
 
 class SyntheticCorpusConfig(dg.Config):
-    """Run config of the synthetic corpus (defaults: the demo corpus of the main job)."""
+    """Run config of the synthetic corpus (defaults: the demo corpus of the main job). ``avoid_held_out``:
+    keep every person of the corpus at least ``AVOID_DISTANCE`` (dlib) from LPM-Bench's held-out identities,
+    so its benchmark never refuses a model trained on it for leakage."""
 
     seed: int = 0
     conversations: int = 12
@@ -25,6 +27,7 @@ class SyntheticCorpusConfig(dg.Config):
     split_fraction: float = 0.5
     identities: int = 24
     workers: int = 2
+    avoid_held_out: bool = True
 
 
 def _corpus_id(config: SyntheticCorpusConfig) -> str:
@@ -45,7 +48,8 @@ def synthetic_corpus(
 ) -> dg.MaterializeResult:
     from infra.local.settings import StackSettings
     from lpm_models.data.synth.corpus import CorpusConfig, generate_corpus, load_bank
-    from lpm_models.data.synth.identities import write_contact_sheet
+    from lpm_models.data.synth.identities import distance_to, write_contact_sheet
+    from quality.bench.casebuild import held_out_embeddings
 
     corpus_id = _corpus_id(config)
     cfg = CorpusConfig(seed=config.seed, n_conversations=config.conversations, duration_s=config.duration_s,
@@ -56,7 +60,9 @@ def synthetic_corpus(
             mlflow.start_run(context, run_name=corpus_id, tags={"lpm.stage": "corpus"}) as run:
         import mlflow as mlf
 
-        bank = load_bank(cfg, cache_dir)
+        avoid = held_out_embeddings(cache_dir.parent) if config.avoid_held_out else None
+        bank = load_bank(cfg, cache_dir, avoid=avoid)
+        held_out_distance = float(distance_to(bank.embeddings, avoid).min()) if avoid is not None else None
         started = time.perf_counter()
         manifest = generate_corpus(cfg, Path(tmp) / "corpus", bank=bank, progress=lambda done, total, rec:
                                    context.log.info("generated %d/%d conversations (%s)", done, total, rec.video_id))
@@ -66,6 +72,8 @@ def synthetic_corpus(
         report = bank.distance_report()
         sheet = write_contact_sheet(bank, Path(tmp) / "identities.png")
         mlf.log_params(config.model_dump())
+        if held_out_distance is not None:  # nearest LPM-Bench held-out person (metric identity_distance_held_out_min)
+            report = {**report, "held_out_min": round(held_out_distance, 4)}
         mlf.log_metrics({"videos": len(manifest.videos), "video_seconds": video_s,
                          "generation_x_realtime": video_s / max(gen_s, 1e-9)})
         mlf.log_metrics({f"identity_distance_{k}": float(v) for k, v in report.items()

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("lpm.bench")
 
@@ -27,6 +28,10 @@ def _shared_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-record", action="store_true", help="do not log to MLflow or write catalog rows")
     p.add_argument("--catalog-url", default=None, help="catalog URL (default LPM_CATALOG_URL or $LPM_HOME's)")
     p.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
+
+
+DROP_LEAKED_HELP = ("leave out the cases that overlap a model's training dataset (named in the output) and evaluate "
+                    "the rest, instead of refusing the whole case set")
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -51,6 +56,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     _shared_options(run)
     run.add_argument("--no-leakage-check", action="store_true",
                      help="skip checking the cases against each model's training dataset version")
+    run.add_argument("--drop-leaked", action="store_true", help=DROP_LEAKED_HELP)
     run.add_argument("--work-dir", type=Path, default=None, help="keep generated videos here (default: temporary)")
     run.add_argument("--json", type=Path, default=None, help="write every per-case row to this file")
     run.set_defaults(func=_run)
@@ -78,6 +84,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     q.add_argument("--base-steps", type=int, default=0,
                    help="Euler steps per chunk for Base LPM (default 0 = the preset's own sampler)")
     _shared_options(q)
+    q.add_argument("--drop-leaked", action="store_true", help=DROP_LEAKED_HELP)
     q.add_argument("--json", type=Path, default=None, help="write the figures and verdicts to this file")
     q.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     q.set_defaults(func=_quality)
@@ -129,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
                            triton_url=args.triton.split("://", 1)[-1] if args.triton else None,
                            triton_model=args.triton_model, triton_version=args.triton_version,
                            base_steps=args.base_steps or None, seed=args.seed,
-                           check_leakage=not args.no_leakage_check)
+                           check_leakage=not args.no_leakage_check, drop_leaked=args.drop_leaked)
     with tempfile.TemporaryDirectory(prefix="lpm-bench-") as tmp:
         outcome = run_request(request, cases, args.work_dir or Path(tmp), tracking_uri=tracking,
                               catalog_url=_catalog_url(args) if tracking else None, store=_store(),
@@ -138,14 +145,22 @@ def _run(args: argparse.Namespace) -> int:
         write_json(outcome.result, args.json)
     out = [format_table(outcome.result), f"total {time.perf_counter() - started:.0f} s including case building and "
            "model loading"]
-    for version, report in outcome.leakage.items():
-        out.append(f"leakage vs dataset {version}: clean ({report['checked']}, nearest identity "
-                   f"{report['nearest_identity_distance']})")
+    out += leakage_lines(outcome.leakage)
     if outcome.tracked is not None:
         out.append(f"MLflow: {outcome.tracked.url()}")
         out += [f"  {system}: run {run_id}" for system, run_id in outcome.tracked.system_runs.items()]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def leakage_lines(leakage: dict[str, Any]) -> list[str]:
+    """One line per training dataset version the cases were checked against (and the cases left out)."""
+    out = []
+    for version, report in leakage.items():
+        verdict = "clean" if report["ok"] else f"{len(report['cases'])} case(s) left out: {', '.join(report['cases'])}"
+        out.append(f"leakage vs dataset {version}: {verdict} ({report['checked']}, nearest identity "
+                   f"{report['nearest_identity_distance']})")
+    return out
 
 
 def _quality(args: argparse.Namespace) -> int:
@@ -169,7 +184,7 @@ def _quality(args: argparse.Namespace) -> int:
     short = cases.select(subsets, None)
     models = [args.base] + ([args.online] if args.online else [])
     request = BenchRequest(models=models, baselines=True, base_steps=args.base_steps or None, seed=args.seed,
-                           ablations=True, tags={"lpm.bench.purpose": "model-quality"})
+                           ablations=True, tags={"lpm.bench.purpose": "model-quality"}, drop_leaked=args.drop_leaked)
     with tempfile.TemporaryDirectory(prefix="lpm-quality-") as tmp:
         outcome = run_request(request, short, Path(tmp), tracking_uri=tracking, catalog_url=_catalog_url(args),
                               store=_store(), cache_dir=None, record=not args.no_record)
@@ -188,6 +203,7 @@ def _quality(args: argparse.Namespace) -> int:
     report.seconds = time.perf_counter() - started
     out = [format_table(result), "", report.format(),
            f"total {report.seconds:.0f} s ({report.seconds / 60:.1f} min) including case building and model loading"]
+    out += leakage_lines(outcome.leakage)
     if outcome.tracked is not None:
         out.append(f"MLflow: {outcome.tracked.url()}")
     if args.json:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -26,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from quality.bench.case import LISTEN, SPEAK, Prompt
-from quality.bench.cases import BenchCase, CaseSet, CaseSetSpec, CorpusSpec, IdentitySpec, SubsetSpec
+from quality.bench.cases import (
+    CASES_DIR, BenchCase, CaseSet, CaseSetSpec, CorpusSpec, IdentitySpec, SubsetSpec, load_spec,
+)
 from quality.bench.groundtruth import (
     FaceFraming,
     GroundTruthCase,
@@ -56,7 +59,7 @@ def pcm_sha256(audio: np.ndarray) -> str:
 
 def held_out_identities(spec: IdentitySpec, cache_dir: Path) -> tuple["IdentityBank", dict[str, Any]]:
     """The held-out bank, reordered so its first ``spec.count`` identities are the chosen ones."""
-    from lpm_models.data.synth.identities import IdentityBank
+    from lpm_models.data.synth.identities import IdentityBank, distance_to
 
     bank_dir = Path(cache_dir) / "identities"
     bank = IdentityBank.build(n=spec.candidates, seed=spec.seed, pool_size=spec.pool, cache_dir=bank_dir)
@@ -65,7 +68,7 @@ def held_out_identities(spec: IdentitySpec, cache_dir: Path) -> tuple["IdentityB
     margin = np.full(len(bank.ids), np.inf)
     if spec.avoid:
         avoid = IdentityBank.build(n=int(spec.avoid["n"]), seed=int(spec.avoid["seed"]), cache_dir=bank_dir)
-        margin = np.linalg.norm(bank.embeddings[:, None] - avoid.embeddings[None], axis=-1).min(axis=1)  # (n,)
+        margin = distance_to(bank.embeddings, avoid.embeddings)  # (n,)
     order = sorted(range(len(bank.ids)), key=lambda i: (-margin[i], i))
     chosen = order[: spec.count]
     bank.identities = [bank.identities[i] for i in order]  # chosen first: the corpus uses the first `count`
@@ -75,6 +78,20 @@ def held_out_identities(spec: IdentitySpec, cache_dir: Path) -> tuple["IdentityB
     log.info("held-out identities %s (min dlib distance to the training bank: %s)", info["identities"],
              info["min_distance_to_training_bank"])
     return bank, info
+
+
+def held_out_embeddings(cache_dir: Path, specs: Sequence[str | Path] | None = None) -> np.ndarray:
+    """(K, 128) dlib embeddings of every held-out identity of the case sets (default: all under
+    ``casesets/``), for a training corpus to stay away from (``IdentityBank.build(avoid=...)``)."""
+    names = list(specs) if specs is not None else sorted(p.stem for p in CASES_DIR.glob("*.yaml"))
+    seen: dict[tuple, np.ndarray] = {}
+    for name in names:
+        spec = load_spec(name).identities
+        key = (spec.seed, spec.candidates, spec.pool, spec.count, json.dumps(spec.avoid, sort_keys=True))
+        if key not in seen:
+            bank, _ = held_out_identities(spec, cache_dir)
+            seen[key] = bank.embeddings[: spec.count]
+    return np.concatenate(list(seen.values())) if seen else np.zeros((0, 128))
 
 
 def label_stats(labels: np.ndarray) -> dict[str, float]:

@@ -242,6 +242,11 @@ class CaseSet:
         chosen = [c for c in self.cases if not subsets or c.subset in subsets][:limit]
         return CaseSet(self.spec, self.root, chosen, self.long, self.meta)
 
+    def without(self, case_ids: "set[str] | list[str]") -> "CaseSet":
+        """A view without the cases named in ``case_ids``."""
+        drop = set(case_ids)
+        return CaseSet(self.spec, self.root, [c for c in self.cases if c.case_id not in drop], self.long, self.meta)
+
     def save(self) -> Path:
         """Write ``index.json`` (arrays and videos are written while building)."""
         doc = {"name": self.spec.name, "digest": self.spec.digest, "long": self.long, "meta": self.meta,

@@ -42,7 +42,8 @@ class LeakageError(ValueError):
 
     def __init__(self, report: "LeakageReport") -> None:
         super().__init__(f"LPM-Bench cases overlap training dataset {report.dataset_version}: "
-                         + "; ".join(report.overlaps[:8]) + (" ..." if len(report.overlaps) > 8 else ""))
+                         + "; ".join(report.overlaps[:8]) + (" ..." if len(report.overlaps) > 8 else "")
+                         + f" ({len(report.cases)} case(s); --drop-leaked evaluates the others)")
         self.report = report
 
 
@@ -63,6 +64,7 @@ class LeakageReport:
     checked: dict[str, int]
     overlaps: list[str]
     nearest_identity_distance: float | None = None
+    cases: list[str] = field(default_factory=list)  # ids of the cases with an overlap, sorted
 
     @property
     def ok(self) -> bool:
@@ -70,34 +72,39 @@ class LeakageReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset_version": self.dataset_version, "ok": self.ok, "checked": self.checked,
-                "overlaps": self.overlaps, "nearest_identity_distance": self.nearest_identity_distance}
+                "overlaps": self.overlaps, "nearest_identity_distance": self.nearest_identity_distance,
+                "cases": self.cases}
 
 
 def _cases(cases: "CaseSet | Sequence[BenchCase]") -> list["BenchCase"]:
     return list(getattr(cases, "cases", cases))
 
 
-def _identity_overlaps(cases: list["BenchCase"], manifest: "Manifest") -> list[str]:
+Overlap = tuple[str, str]  # (case id, what it shares)
+
+
+def _identity_overlaps(cases: list["BenchCase"], manifest: "Manifest") -> list[Overlap]:
     labels = {str(c["identity"]) for c in manifest.clips}
-    return [f"case {c.case_id}: identity {c.identity_id} is a training identity" for c in cases
+    return [(c.case_id, f"identity {c.identity_id} is a training identity") for c in cases
             if c.identity_id in labels or c.identity_key in labels]
 
 
-def _source_overlaps(cases: list["BenchCase"], manifest: "Manifest") -> list[str]:
+def _source_overlaps(cases: list["BenchCase"], manifest: "Manifest") -> list[Overlap]:
     by_sha = {sha: vid for vid, sha in manifest.sources.items()}
     out = []
     for c in cases:
         vid, sha = c.source.get("video_id"), c.source.get("sha256")
         if vid in manifest.sources:
-            out.append(f"case {c.case_id}: source video {vid} is in the training sources")
+            out.append((c.case_id, f"source video {vid} is in the training sources"))
         elif sha in by_sha:
-            out.append(f"case {c.case_id}: source video sha256 {str(sha)[:12]}.. equals training source {by_sha[sha]}")
+            out.append((c.case_id, f"source video sha256 {str(sha)[:12]}.. equals training source {by_sha[sha]}"))
     return out
 
 
 def _embedding_overlaps(cases: list["BenchCase"], prints: Fingerprints,
-                        threshold: float) -> tuple[list[str], float | None]:
-    out, nearest = [], None
+                        threshold: float) -> tuple[list[Overlap], float | None]:
+    out: list[Overlap] = []
+    nearest = None
     for c in cases:
         if not c.identity_embedding:
             continue
@@ -106,8 +113,8 @@ def _embedding_overlaps(cases: list["BenchCase"], prints: Fingerprints,
             d = float(np.linalg.norm(np.asarray(embeddings) - here, axis=-1).min())
             nearest = d if nearest is None else min(nearest, d)
             if d < threshold:
-                out.append(f"case {c.case_id}: identity {c.identity_id} is {d:.2f} (dlib) from training "
-                           f"identity {label} (< {threshold})")
+                out.append((c.case_id, f"identity {c.identity_id} is {d:.2f} (dlib) from training "
+                                       f"identity {label} (< {threshold})"))
     return out, nearest
 
 
@@ -125,13 +132,13 @@ def check_no_leakage(cases: "CaseSet | Sequence[BenchCase]", manifest: "Manifest
     nearest = None
     if fingerprints is not None:
         audio = {c.case_id: set(c.audio_sha256.values()) & fingerprints.audio_sha256 for c in items}
-        overlaps += [f"case {cid}: audio identical to a training clip's" for cid, hit in audio.items() if hit]
+        overlaps += [(cid, "audio identical to a training clip's") for cid, hit in audio.items() if hit]
         found, nearest = _embedding_overlaps(items, fingerprints, identity_threshold)
         overlaps += found
         checked |= {"training_audio_hashes": len(fingerprints.audio_sha256),
                     "training_identity_embeddings": len(fingerprints.identity_embeddings)}
-    report = LeakageReport(manifest.version, checked, overlaps,
-                           None if nearest is None else round(nearest, 4))
+    report = LeakageReport(manifest.version, checked, [f"case {cid}: {what}" for cid, what in overlaps],
+                           None if nearest is None else round(nearest, 4), sorted({cid for cid, _ in overlaps}))
     if overlaps and raise_on_overlap:
         raise LeakageError(report)
     log.info("leakage check vs dataset %s: %s (%s)", manifest.version, "clean" if report.ok else "OVERLAP", checked)

@@ -15,7 +15,7 @@ from lpm_models.data.synth.face_edits import Recipe, sample_recipe
 from lpm_models.data.synth.face_embed import FaceEmbedder, pairwise_distances
 from lpm_models.data.synth.face_sources import SOURCES, FaceMesher, load_source
 from lpm_models.data.synth.faces import FaceControls, FaceRig
-from lpm_models.data.synth.identities import IdentityBank, select_max_min, write_contact_sheet
+from lpm_models.data.synth.identities import IdentityBank, distance_to, select_max_min, write_contact_sheet
 
 PD_SOURCES = ["astronaut", "grace_hopper"]  # public domain, shipped by base dependencies
 
@@ -83,6 +83,19 @@ def test_second_build_reads_the_cache(bank: IdentityBank, cache_dir: Path, monke
     assert [i.recipe for i in again.identities] == [i.recipe for i in bank.identities]
     ctl = FaceControls(jaw_open=0.4, yaw=10.0)
     np.testing.assert_array_equal(again.rig("id002").render(ctl), bank.rig("id002").render(ctl))
+
+
+def test_avoided_identities_stay_out_of_the_bank(bank: IdentityBank, cache_dir: Path) -> None:
+    avoid = bank.embeddings[:2]  # id000 and id001 of the plain bank: their candidates must not come back
+    kept = IdentityBank.build(n=4, seed=0, cache_dir=cache_dir, pool_size=8, sources=PD_SOURCES, avoid=avoid,
+                              avoid_distance=0.05)
+    assert distance_to(kept.embeddings, avoid).min() >= 0.05
+    assert {i.candidate for i in bank.identities[:2]}.isdisjoint(i.candidate for i in kept.identities)
+    assert kept.info["avoided"]["identities"] == 2 and kept.info["avoided"]["candidates_left_out"] >= 2
+    assert kept.info["cache_key"] != bank.info["cache_key"]
+    np.testing.assert_array_equal(distance_to(bank.embeddings, None), np.full(4, np.inf))
+    with pytest.raises(RuntimeError, match="too close to avoided identities"):
+        IdentityBank.build(n=4, seed=0, pool_size=8, sources=PD_SOURCES, avoid=avoid, avoid_distance=1.9)
 
 
 def test_render_shape_and_dtype(bank: IdentityBank) -> None:

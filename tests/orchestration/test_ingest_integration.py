@@ -43,6 +43,14 @@ def ingested(lpm_stack, tmp_path_factory: pytest.TempPathFactory):
                "catalog": Catalog(os.environ["LPM_CATALOG_URL"]), "corpus": result, "env": dict(os.environ)}
 
 
+def test_corpus_keeps_clear_of_the_benchmarks_held_out_people(ingested) -> None:
+    from lpm_models.data.synth.identities import AVOID_DISTANCE
+
+    materialized = ingested["corpus"].asset_materializations_for_node("synthetic_corpus")[0]
+    distances = materialized.metadata["identity_distances"].value
+    assert distances["held_out_min"] >= AVOID_DISTANCE
+
+
 def test_sensor_requests_every_new_object(ingested) -> None:
     keys = ingested["keys"]
     assert len([k for k in keys if not k.startswith("bad_")]) == CORPUS["conversations"]

@@ -100,6 +100,23 @@ def test_overlapping_identities_fail(bench_cases: CaseSet) -> None:  # noqa: F81
         check_no_leakage(bench_cases, manifest(["ident-0007"]), fingerprints=same_face)
     report = check_no_leakage(bench_cases, manifest([case.identity_key]), raise_on_overlap=False)
     assert not report.ok and len(report.overlaps) == sum(c.identity_id == case.identity_id for c in bench_cases.cases)
+    assert report.cases == sorted(c.case_id for c in bench_cases.cases if c.identity_id == case.identity_id)
+
+
+def test_dropping_leaked_cases_keeps_exactly_the_clean_ones(bench_cases: CaseSet) -> None:  # noqa: F811
+    from orchestration.bench import drop_leaked_cases
+
+    case = bench_cases.cases[1]
+    same_face = fingerprints_from({"ident-0007": np.asarray(case.identity_embedding) + 0.01})
+    report = check_no_leakage(bench_cases, manifest(["ident-0007"]), fingerprints=same_face, raise_on_overlap=False)
+    leaked = {c.case_id for c in bench_cases.cases if c.identity_id == case.identity_id}
+    assert set(report.cases) == leaked and 0 < len(leaked) < len(bench_cases.cases)
+    kept = drop_leaked_cases(bench_cases, {"ds-a": report.to_dict(), "ds-b": {"ok": True, "cases": []}})
+    assert [c.case_id for c in kept.cases] == [c.case_id for c in bench_cases.cases if c.case_id not in leaked]
+    assert drop_leaked_cases(bench_cases, {"ds-b": {"ok": True, "cases": []}}) is bench_cases
+    everyone = {"ds-a": {"ok": False, "cases": [c.case_id for c in bench_cases.cases]}}
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        drop_leaked_cases(bench_cases, everyone)
 
 
 def test_shared_sources_or_audio_fail(bench_cases: CaseSet) -> None:  # noqa: F811

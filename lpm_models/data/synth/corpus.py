@@ -268,12 +268,23 @@ def _run_in_worker(spec: ConversationSpec, out_dir: Path) -> tuple[VideoRecord, 
     return generate_conversation(spec, _WORKER["bank"], out_dir, _WORKER["rigs"])
 
 
-def load_bank(config: CorpusConfig, cache_dir: Path | None) -> "IdentityBank":
-    """Build (or load from ``cache_dir``) the identity bank the config asks for."""
-    from lpm_models.data.synth.identities import IdentityBank
+def load_bank(config: CorpusConfig, cache_dir: Path | None, avoid: np.ndarray | None = None) -> "IdentityBank":
+    """Build (or load from ``cache_dir``) the identity bank the config asks for.
+
+    avoid: (K, 128) embeddings of people the corpus must not show (LPM-Bench's held-out identities).
+    The plain bank is kept when none of its people is within ``AVOID_DISTANCE`` of them (so existing
+    corpora stay the same); otherwise the bank is rebuilt without the candidates that are.
+    """
+    from lpm_models.data.synth.identities import AVOID_DISTANCE, IdentityBank, distance_to
 
     t0 = time.perf_counter()
     bank = IdentityBank.build(n=config.n_identities, seed=config.identity_seed, cache_dir=cache_dir)
+    near = distance_to(bank.embeddings, avoid)
+    if (near < AVOID_DISTANCE).any():
+        log.warning("identity bank: %d identity(ies) within %.2f of identities to avoid (nearest %.3f): rebuilding "
+                    "the bank without such candidates", int((near < AVOID_DISTANCE).sum()), AVOID_DISTANCE,
+                    float(near.min()))
+        bank = IdentityBank.build(n=config.n_identities, seed=config.identity_seed, cache_dir=cache_dir, avoid=avoid)
     log.info("identity bank: %d identities in %.1f s", len(bank.identities), time.perf_counter() - t0)
     return bank
 

@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 BANK_VERSION = 2
 EMBED_SIZE = 256  # neutral renders are embedded at this size
+EMBED_DIM = 128  # dlib identity descriptor
 POOL_PER_IDENTITY = 12  # default candidate pool size per requested identity
+# dlib distance a bank keeps from the identities it must avoid (e.g. LPM-Bench's held-out people): above
+# the bench's leakage threshold (0.4) with a margin for how far renders of one person stray from its neutral
+AVOID_DISTANCE = 0.45
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,23 @@ def select_max_min(dist: np.ndarray, n: int, rounds: int = 4) -> list[int]:
     return chosen
 
 
-def _cache_key(n: int, seed: int, pool_size: int, sources: Sequence[str]) -> str:
+def distance_to(embeddings: np.ndarray, others: np.ndarray | None) -> np.ndarray:
+    """(N,) distance of each embedding to the nearest row of ``others`` (inf when there is none)."""
+    emb = np.asarray(embeddings, dtype=np.float64).reshape(-1, EMBED_DIM)
+    if others is None or len(others) == 0:
+        return np.full(len(emb), np.inf)
+    other = np.asarray(others, dtype=np.float64).reshape(-1, EMBED_DIM)
+    return np.linalg.norm(emb[:, None] - other[None], axis=-1).min(axis=1)
+
+
+def _cache_key(n: int, seed: int, pool_size: int, sources: Sequence[str],
+               avoid: np.ndarray | None = None, avoid_distance: float = AVOID_DISTANCE) -> str:
     versions = {p: metadata.version(p) for p in ("mediapipe", "dlib-bin", "opencv-contrib-python")
                 if _has_dist(p)}
-    blob = json.dumps({"v": BANK_VERSION, "n": n, "seed": seed, "pool": pool_size,
-                       "sources": list(sources), "libs": versions}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    doc = {"v": BANK_VERSION, "n": n, "seed": seed, "pool": pool_size, "sources": list(sources), "libs": versions}
+    if avoid is not None and len(avoid):
+        doc["avoid"] = [hashlib.sha256(np.round(np.asarray(avoid, np.float64), 6).tobytes()).hexdigest(), avoid_distance]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _has_dist(name: str) -> bool:
@@ -138,8 +153,13 @@ class IdentityBank:
 
     @classmethod
     def build(cls, n: int = 24, seed: int = 0, cache_dir: Path | None = None, pool_size: int | None = None,
-              sources: Sequence[str] | None = None) -> "IdentityBank":
-        """Build (or load from ``cache_dir``) ``n`` maximally distinct identities."""
+              sources: Sequence[str] | None = None, avoid: np.ndarray | None = None,
+              avoid_distance: float = AVOID_DISTANCE) -> "IdentityBank":
+        """Build (or load from ``cache_dir``) ``n`` maximally distinct identities.
+
+        avoid: (K, 128) dlib embeddings of people the bank must not resemble: candidates closer than
+        ``avoid_distance`` to any of them are left out of the selection (recorded in ``info``).
+        """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         names = list(sources) if sources is not None else available_sources()
@@ -147,13 +167,13 @@ class IdentityBank:
         if unknown:
             raise KeyError(f"unknown face sources {unknown}; registered: {sorted(SOURCES)}")
         pool = int(pool_size) if pool_size is not None else max(POOL_PER_IDENTITY * n, 16)
-        key = _cache_key(n, seed, pool, names)
+        key = _cache_key(n, seed, pool, names, avoid, avoid_distance)
         if cache_dir is not None:
             path = Path(cache_dir) / f"identity_bank-{key}"
             if path.with_suffix(".npz").is_file() and path.with_suffix(".json").is_file():
                 log.info("loading identity bank from %s", path.with_suffix(".npz"))
                 return cls.load(path)
-        bank = _build(n, seed, pool, names)
+        bank = _build(n, seed, pool, names, avoid, avoid_distance)
         bank.info["cache_key"] = key
         if cache_dir is not None:
             bank.save(Path(cache_dir) / f"identity_bank-{key}")
@@ -200,7 +220,8 @@ def _embed_neutral(rig: FaceRig, embedder: FaceEmbedder, mesher: FaceMesher) -> 
     return embedder.embed(frame, box)
 
 
-def _build(n: int, seed: int, pool: int, names: list[str]) -> IdentityBank:
+def _build(n: int, seed: int, pool: int, names: list[str], avoid: np.ndarray | None = None,
+           avoid_distance: float = AVOID_DISTANCE) -> IdentityBank:
     start = time.perf_counter()
     mesher, segmenter, embedder = FaceMesher(), PersonSegmenter(), FaceEmbedder()
     try:
@@ -228,10 +249,13 @@ def _build(n: int, seed: int, pool: int, names: list[str]) -> IdentityBank:
     finally:
         mesher.close()
         segmenter.close()
-    if len(recipes) < n:
-        raise RuntimeError(f"only {len(recipes)} of {pool} candidates had a detectable face; raise pool_size")
-    emb = np.stack(embeddings)
-    chosen = select_max_min(pairwise_distances(emb), n)
+    emb = np.stack(embeddings) if embeddings else np.zeros((0, EMBED_DIM))
+    allowed = np.flatnonzero(distance_to(emb, avoid) >= avoid_distance)
+    if len(allowed) < n:
+        raise RuntimeError(f"only {len(allowed)} of {pool} candidates had a detectable face "
+                           f"({len(recipes) - len(allowed)} more left out as too close to avoided identities); "
+                           "raise pool_size")
+    chosen = [int(allowed[i]) for i in select_max_min(pairwise_distances(emb[allowed]), n)]
     identities, textures, points = [], {}, {}
     for rank, idx in enumerate(chosen):
         ident_id = f"id{rank:03d}"
@@ -242,6 +266,8 @@ def _build(n: int, seed: int, pool: int, names: list[str]) -> IdentityBank:
                                    recipe=json.loads(json.dumps(recipe.to_dict()))))
         textures[ident_id], points[ident_id] = made[idx]
     info = {"n": n, "seed": seed, "pool_size": pool, "usable_candidates": len(recipes), "sources": names,
+            "avoided": {"identities": 0 if avoid is None else len(avoid), "distance": avoid_distance,
+                        "candidates_left_out": len(recipes) - len(allowed)},
             "licences": {s: SOURCES[s].licence for s in names}, "build_seconds": time.perf_counter() - start}
     bank = IdentityBank(identities, textures, points, emb[chosen], info)
     bank.info["distances"] = bank.distance_report()
