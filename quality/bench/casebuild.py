@@ -83,6 +83,8 @@ def held_out_identities(spec: IdentitySpec, cache_dir: Path) -> tuple["IdentityB
 def held_out_embeddings(cache_dir: Path, specs: Sequence[str | Path] | None = None) -> np.ndarray:
     """(K, 128) dlib embeddings of every held-out identity of the case sets (default: all under
     ``casesets/``), for a training corpus to stay away from (``IdentityBank.build(avoid=...)``)."""
+    from lpm_models.data.synth.identities import EMBED_DIM
+
     names = list(specs) if specs is not None else sorted(p.stem for p in CASES_DIR.glob("*.yaml"))
     seen: dict[tuple, np.ndarray] = {}
     for name in names:
@@ -91,7 +93,7 @@ def held_out_embeddings(cache_dir: Path, specs: Sequence[str | Path] | None = No
         if key not in seen:
             bank, _ = held_out_identities(spec, cache_dir)
             seen[key] = bank.embeddings[: spec.count]
-    return np.concatenate(list(seen.values())) if seen else np.zeros((0, 128))
+    return np.concatenate(list(seen.values())) if seen else np.zeros((0, EMBED_DIM))
 
 
 def label_stats(labels: np.ndarray) -> dict[str, float]:
