@@ -92,7 +92,8 @@ def teacher_uri(model: ResolvedModel) -> str | None:
 
 
 def model_system(model: ResolvedModel, store: ObjectStore | None, cache_dir: Path | None = None,
-                 base_steps: int | None = None, seed: int = 0) -> System:
+                 base_steps: int | None = None, seed: int = 0,
+                 base_guidance: tuple[float, float] | None = None) -> System:
     """An in-process system over the verified weights of ``model`` (kind base or online)."""
     cache = cache_dir or default_cache_dir()
     info = {"model": model.ref.ref, "preset": model.ref.preset or "", "dataset_version": model.dataset_version or ""}
@@ -103,8 +104,9 @@ def model_system(model: ResolvedModel, store: ObjectStore | None, cache_dir: Pat
         return OnlineLPMSystem(engine_from_files(files, cache, store=store), label=model.ref.ref, seed=seed, info=info)
     if model.ref.kind == "base":
         paths = {name: fetch_verified(files[name], cache, store) for name in ("base", "vae")}
+        guidance = {} if base_guidance is None else {"guidance": f"{base_guidance[0]:g},{base_guidance[1]:g}"}
         return BaseLPMSystem.from_files(paths["base"], paths["vae"], label=model.ref.ref, steps=base_steps, seed=seed,
-                                        info=info | {"steps": base_steps or "preset"})
+                                        guidance=base_guidance, info=info | {"steps": base_steps or "preset"} | guidance)
     raise ValueError(f"{model.ref.ref} is a {model.ref.kind!r} model; LPM-Bench evaluates base and online models")
 
 
@@ -157,6 +159,7 @@ class BenchRequest:
     triton_model: str = "lpm-online"
     triton_version: str = ""
     base_steps: int | None = 2
+    base_guidance: tuple[float, float] | None = None  # Base LPM (text, audio) guidance; None: the preset's
     seed: int = 0
     check_leakage: bool = True
     leakage_shards: bool = True
@@ -185,7 +188,7 @@ def build_systems(request: BenchRequest, tracking_uri: str | None, store: Object
         if tracking_uri is None:
             raise ValueError("--model needs MLFLOW_TRACKING_URI (`eval \"$(lpm services env)\"`)")
         model = resolve_model_uri(tracking_uri, uri)
-        system = model_system(model, store, cache_dir, request.base_steps, request.seed)
+        system = model_system(model, store, cache_dir, request.base_steps, request.seed, request.base_guidance)
         systems.append(system)
         resolved.append(model)
         if request.ablations and isinstance(system, BaseLPMSystem):

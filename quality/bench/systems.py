@@ -152,6 +152,8 @@ class BaseLPMSystem:
     """Base LPM in process: the whole case sampled by chunk-wise continuation, then VAE-decoded.
 
     steps: Euler steps per chunk (None: the preset's ``sampler.steps``; fewer is faster and worse).
+    guidance: (text, audio) classifier-free guidance scales (None: the preset's
+    ``sampler.text_scale`` / ``audio_scale``; 1, 1 is the plain conditional velocity).
     drop_audio: the audio-dropped ablation: both audio channels are silence (what the model does
     from the reference and the prompt alone); named ``base-noaudio``. Lip-sync that survives this
     ablation is not driven by the audio.
@@ -161,8 +163,9 @@ class BaseLPMSystem:
 
     def __init__(self, model: "BaseLPM", vae: "VideoVAE", label: str = "Base LPM", steps: int | None = None,
                  seed: int = 0, info: dict[str, Any] | None = None, text_encoder: Any = None,
-                 drop_audio: bool = False) -> None:
+                 drop_audio: bool = False, guidance: tuple[float, float] | None = None) -> None:
         self.model, self.vae, self.label, self.steps, self.seed = model.eval(), vae.eval(), label, steps, seed
+        self.guidance = guidance
         self.info = dict(info or {})
         self._text = text_encoder
         self.drop_audio = drop_audio
@@ -173,7 +176,7 @@ class BaseLPMSystem:
     def audio_dropped(self) -> "BaseLPMSystem":
         """The same loaded model as the audio-dropped ablation (shares weights and the text encoder)."""
         return BaseLPMSystem(self.model, self.vae, label=self.label, steps=self.steps, seed=self.seed,
-                             info=self.info, text_encoder=self._text_encoder(), drop_audio=True)
+                             info=self.info, text_encoder=self._text_encoder(), drop_audio=True, guidance=self.guidance)
 
     @classmethod
     def from_files(cls, base_path: Path, vae_path: Path, **kwargs: Any) -> "BaseLPMSystem":
@@ -200,10 +203,12 @@ class BaseLPMSystem:
     def generate(self, case: BenchCase) -> Generated:
         import torch
 
+        from lpm_models.base.sampler import Guidance
         from lpm_models.online.engine import frames_to_uint8, image_to_tensor
         from lpm_models.online.vae_stream import StreamingDecoder
 
         cfg, audio = self.model.cfg, case.audio
+        guidance = None if self.guidance is None else Guidance(*self.guidance)
         tc, spf = cfg.vae.temporal_factor, cfg.audio.samples_per_frame
         frames = 1 + tc * -(-(case.n_frames - 1) // tc)  # 1 + tc * k >= the case's frames
         speak, listen = (torch.zeros(1, frames * spf) for _ in range(2))
@@ -217,7 +222,8 @@ class BaseLPMSystem:
             pixels = image_to_tensor(case.reference_image, (cfg.height, cfg.width), "cpu")
             refs = self.vae.encode_image(pixels)[:, 0][None]  # (1, 1, C, h, w)
             latents = self.model.generate(speak, listen, text, mask, refs, torch.ones(1, 1, dtype=torch.bool),
-                                          steps=self.steps, generator=torch.Generator().manual_seed(self.seed))
+                                          guidance=guidance, steps=self.steps,
+                                          generator=torch.Generator().manual_seed(self.seed))
             decoder, video = StreamingDecoder(self.vae), []
             state = decoder.init_state()
             for start in range(0, latents.shape[1], cfg.sampler.chunk_latents):  # bounded memory on long form

@@ -116,6 +116,34 @@ def test_audio_dropped_ablation_ignores_the_audio_and_shares_the_model(bench_cas
     assert np.array_equal(without[0], without[1])  # the ablation does not
 
 
+def test_base_guidance_option_reaches_the_sampler_and_the_ablation(bench_cases: CaseSet) -> None:  # noqa: F811
+    import argparse
+
+    import torch
+
+    from lpm_models.base.model import BaseLPM
+    from lpm_models.configs import get_preset
+    from lpm_models.vae.model import VideoVAE
+    from orchestration.cli.bench import guidance_pair
+
+    assert guidance_pair("1,2.5") == (1.0, 2.5)
+    for bad in ("1", "a,b", "-1,1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            guidance_pair(bad)
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", height=64, width=64)
+    model = BaseLPM(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    vae = VideoVAE(cfg.vae)
+    preset = BaseLPMSystem(model, vae, steps=1)
+    plain = BaseLPMSystem(model, vae, steps=1, guidance=(1.0, 1.0), text_encoder=preset._text_encoder())
+    assert plain.audio_dropped().guidance == (1.0, 1.0)
+    case = bench_cases.select(["speaking"]).cases[0]
+    assert not np.array_equal(preset.generate(case).frames, plain.generate(case).frames)  # (3, 2.5) vs none
+
+
 def test_vae_reconstruction_codes_the_whole_truth_in_valid_segments(bench_cases: CaseSet) -> None:  # noqa: F811
     import cv2
     import torch
