@@ -323,17 +323,27 @@ def _encode_images(vae: VideoVAE, images: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def encode_window(vae: VideoVAE, transform: WindowTransform, item: dict[str, Any]) -> dict[str, Tensor]:
-    """One loader item -> cached latents: clip, appearance, full pose/expression pool, audio, text."""
-    resize = transform._resize
+def encode_references(vae: VideoVAE, transform: WindowTransform, item: dict[str, Any]) -> dict[str, Tensor]:
+    """A clip's reference latents (appearance, pose/expression pool; padded pool slots are zeros, not
+    encoded) and caption embedding: the same for every window of the clip."""
     pool = torch.cat([item["ref_pose"], item["ref_expr"]])
     pool_mask = torch.cat([item["ref_pose_mask"], item["ref_expr_mask"]])
-    images = resize(torch.cat([item["ref_appearance"][None], pool]))
-    latents = _encode_images(vae, images)  # (1 + P, C, h, w)
-    latents[1:] *= pool_mask[:, None, None, None]
+    latents = _encode_images(vae, transform._resize(torch.cat([item["ref_appearance"][None], pool[pool_mask]])))
+    ref_pool = latents.new_zeros(len(pool), *latents.shape[1:])
+    ref_pool[pool_mask] = latents[1:]
     (text,) = transform.text.token_embeddings([item["caption"]])
-    return {"latents": vae.encode(resize(item["video"])[None])[0], "ref_appearance": latents[0],
-            "ref_pool": latents[1:], "ref_pool_mask": pool_mask, "text": text.half(),
+    return {"ref_appearance": latents[0], "ref_pool": ref_pool, "ref_pool_mask": pool_mask, "text": text.half()}
+
+
+@torch.no_grad()
+def encode_window(vae: VideoVAE, transform: WindowTransform, item: dict[str, Any],
+                  references: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """One loader item -> cached latents: clip, appearance, full pose/expression pool, audio, text.
+
+    references: ``encode_references`` of the item's clip when already computed (shared, not copied).
+    """
+    refs = references if references is not None else encode_references(vae, transform, item)
+    return {"latents": vae.encode(transform._resize(item["video"])[None])[0], **refs,
             "audio_self": item["audio_self"], "audio_other": item["audio_other"]}
 
 
@@ -351,8 +361,11 @@ def build_latent_cache(shard_paths: list[Path], n_clips: int, cfg: LPMConfig, va
             if not shared and index % world != rank:
                 continue
             sample = decode_sample(raw)
+            references = None  # encoded once per clip
             for start in range(0, len(sample.frames) - cfg.clip_frames + 1, stride):
-                items.append(encode_window(vae, transform, window_item(sample, start, cfg.clip_frames)))
+                item = window_item(sample, start, cfg.clip_frames)
+                references = references or encode_references(vae, transform, item)
+                items.append(encode_window(vae, transform, item, references))
             done = index + 1
             rate = done / max(time.perf_counter() - t0, 1e-9)
             log.info("latent cache rank %d: clip %d/%d, %d windows (%.2f clips/s, ETA %.0f s, RSS %.0f MB)", rank,

@@ -183,3 +183,25 @@ def test_s3_dataset_is_downloaded_once_and_checksums_are_enforced(lpm_stack, dat
         s3.put_object(Bucket="lpm-train-test", Key=f"datasets/v1/{manifest.shards[0].name}", Body=b"corrupt")
         with pytest.raises(ValueError, match="sha256"):
             fetch_dataset("s3://lpm-train-test/datasets/v1", tmp_path / "fresh")
+
+
+def test_reference_latents_are_encoded_once_per_clip_and_padding_stays_zero(cfg: LPMConfig, dataset: Path,
+                                                                            cache: Path) -> None:
+    from lpm_models.base.data import AugmentConfig, WindowTransform, encode_references
+
+    items = cached_items(cfg, dataset, cache, 0, 1)
+    per_clip = len(items) // CLIPS
+    first, second = items[0], items[1]  # windows 0 and 8 of the first clip
+    assert first["ref_pool"] is second["ref_pool"] and first["ref_appearance"] is second["ref_appearance"]
+    assert items[0]["ref_pool"] is not items[per_clip]["ref_pool"]  # the next clip has its own
+    mask = first["ref_pool_mask"]
+    assert (~mask).any() and mask.any()  # the factory's clips pad their pose/expression pools
+    assert first["ref_pool"][~mask].abs().max() == 0 and first["ref_pool"][mask].abs().amax(dim=(1, 2, 3)).min() > 0
+    # what the valid-only batch encodes equals encoding each reference image on its own
+    vae = load_frozen_vae(cfg, None)
+    sample = decode_sample(next(iter(iter_samples(Manifest.load(dataset).shard_paths(dataset)))))
+    item = window_item(sample, 0, cfg.clip_frames)
+    refs = encode_references(vae, WindowTransform(cfg, AugmentConfig(enabled=False), train=False), item)
+    alone = vae.encode(WindowTransform(cfg, AugmentConfig(enabled=False), train=False)._resize(
+        item["ref_appearance"][None])[:, None])[0, 0]
+    torch.testing.assert_close(refs["ref_appearance"], alone, atol=1e-5, rtol=1e-5)
