@@ -37,10 +37,6 @@ class VAEConfig:
     num_res_blocks: int = 1
     latent_type: str = "kl"  # "kl" (diagonal Gaussian) or "ae" (plain)
     kl_weight: float = 1e-6
-    # Training only: add Gaussian noise of std U(0, decoder_noise) x the latent's per-channel std to
-    # the latent the decoder sees, so decoding tolerates the small errors a generator's latents carry
-    # (0: off). The encoder is unaffected; reconstruction of clean latents loses a little PSNR.
-    decoder_noise: float = 0.0
     pretrained_path: str | None = None  # state_dict file loaded by VideoVAE.from_config
     pretrained_prefix: str = ""  # key prefix stripped from that file (e.g. "vae.")
     eps: float = 1e-6
@@ -53,8 +49,6 @@ class VAEConfig:
             raise ValueError("conv3d_levels needs one flag per level")
         if any(int(self.base_channels * m) != self.base_channels * m for m in self.channel_mults):
             raise ValueError("base_channels * channel_mults must be whole numbers")
-        if self.decoder_noise < 0:
-            raise ValueError(f"decoder_noise must be >= 0, got {self.decoder_noise}")
         if self.latent_type not in ("kl", "ae"):
             raise ValueError(f"latent_type must be 'kl' or 'ae', got {self.latent_type!r}")
 

@@ -174,19 +174,8 @@ class VideoVAE(nn.Module):
         z = mean
         if logvar is not None and self.training:
             z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        if self.training and self.cfg.decoder_noise > 0:
-            z = self.perturb_latent(z, generator)
         recon = self.decoder(z.transpose(1, 2)).transpose(1, 2)
         return VAEOutput(recon=recon, mean=mean, logvar=logvar)
-
-    def perturb_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """z (B, T', C, h, w) plus Gaussian noise of std ``sigma`` x the batch's per-channel latent std,
-        ``sigma ~ U(0, cfg.decoder_noise)`` per sample (``VAEConfig.decoder_noise``)."""
-        b = z.shape[0]
-        scale = z.detach().transpose(0, 2).flatten(1).std(dim=1).view(1, 1, -1, 1, 1)  # (1, 1, C, 1, 1)
-        sigma = torch.rand(b, generator=generator, device=z.device, dtype=z.dtype).view(b, 1, 1, 1, 1) * self.cfg.decoder_noise
-        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        return z + sigma * scale * noise
 
     def loss(self, video: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """L1 + MSE reconstruction plus ``kl_weight`` * KL; returns (loss, detached parts)."""

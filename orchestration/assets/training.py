@@ -28,7 +28,7 @@ BASE_TRAIN_MODULE = "lpm_models.base.train"
 ACCELERATORS = {"cpu": "cpu", "gpu": "gpu", "auto": "auto"}
 
 
-def model_overrides(resolution: int, clip_frames: int) -> dict[str, Any]:
+def model_overrides(resolution: int, clip_frames: int) -> dict[str, int]:
     """Nested preset overrides of the training CLIs' ``model`` field (0 keeps the preset's value)."""
     out = {"height": resolution, "width": resolution} if resolution else {}
     return {**out, "clip_frames": clip_frames} if clip_frames else out
@@ -38,8 +38,7 @@ class VideoVAEConfig(dg.Config):
     """Run config of ``video_vae``. Defaults: the main job's short CPU budget (about 2-3 min on 2 cores).
 
     ``resolution``/``clip_frames`` override the preset (0 keeps it); ``threads`` caps the child's
-    BLAS/OpenMP threads (0: library default); ``device``: cpu, gpu or auto; ``decoder_noise``: the
-    training-time latent perturbation of ``VAEConfig.decoder_noise`` (-1 keeps the preset's).
+    BLAS/OpenMP threads (0: library default); ``device``: cpu, gpu or auto.
     """
 
     preset: str = "tiny"
@@ -51,7 +50,6 @@ class VideoVAEConfig(dg.Config):
     clip_frames: int = 0
     threads: int = 0
     device: str = "cpu"
-    decoder_noise: float = -1.0
 
 
 class BaseLPMConfig(dg.Config):
@@ -81,10 +79,7 @@ class BaseLPMConfig(dg.Config):
 
 def vae_run_config(config: VideoVAEConfig) -> dict[str, Any]:
     """The ``lpm_models.vae.train`` run config (``VAERunConfig`` as JSON) of a budget."""
-    model = model_overrides(config.resolution, config.clip_frames)
-    if config.decoder_noise >= 0:
-        model["vae"] = {"decoder_noise": config.decoder_noise}
-    return {"preset": config.preset, "model": model,
+    return {"preset": config.preset, "model": model_overrides(config.resolution, config.clip_frames),
             "data": {"batch_size": config.batch_size},
             "train": {"steps": config.steps, "batch_size": config.batch_size, "crop": config.crop, "lr": config.lr,
                       "warmup_steps": min(50, max(1, config.steps // 10)),
