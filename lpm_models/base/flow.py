@@ -22,9 +22,14 @@ def shift_time(t: Tensor, shift: float) -> Tensor:
 
 def sample_time(batch: int, cfg: FlowConfig, generator: torch.Generator | None = None,
                 device: torch.device | str | None = None) -> Tensor:
-    """Training timesteps (B,) in (0, 1): logit-normal, then shifted."""
+    """Training timesteps (B,) in (0, 1): logit-normal (a ``cfg.uniform`` share uniform), then shifted."""
     z = torch.randn(batch, generator=generator, device=device) * cfg.logit_std + cfg.logit_mean
-    return shift_time(torch.sigmoid(z), cfg.shift)
+    t = torch.sigmoid(z)
+    if cfg.uniform > 0:
+        u = torch.rand(batch, generator=generator, device=device)
+        pick = torch.rand(batch, generator=generator, device=device) < cfg.uniform
+        t = torch.where(pick, u, t)
+    return shift_time(t, cfg.shift)
 
 
 def interpolate(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:

@@ -127,3 +127,19 @@ def test_generate_returns_latents_for_the_whole_track(cfg: LPMConfig) -> None:
                              refs=torch.randn(1, 1, cfg.vae.latent_channels, h, w),
                              generator=torch.Generator().manual_seed(0))
     assert latents.shape == (1, 5, cfg.vae.latent_channels, h, w)
+
+
+def test_training_timesteps_reach_the_samplers_start_with_a_uniform_share() -> None:
+    from lpm_models.base.flow import sample_time
+    from lpm_models.configs import FlowConfig
+
+    g = torch.Generator().manual_seed(0)
+    plain = sample_time(200_000, FlowConfig(), generator=g)
+    mixed = sample_time(200_000, FlowConfig(uniform=0.2), generator=g)
+    shifted = sample_time(200_000, FlowConfig(uniform=0.2, shift=3.0), generator=g)
+    assert float((plain > 0.95).float().mean()) < 0.005  # logit-normal(0, 1) alone: ~0.16 %
+    assert 0.009 < float((mixed > 0.95).float().mean()) < 0.013  # + 0.2 x 5 % uniform
+    assert float((shifted > 0.95).float().mean()) > 0.04  # the shift moves mass towards noise
+    assert float(plain.min()) > 0 and float(shifted.max()) < 1
+    with pytest.raises(ValueError, match="uniform"):
+        FlowConfig(uniform=1.5)
