@@ -27,14 +27,12 @@ from lpm_models.nn.rope import RotaryEmbedding, Rotation
 class KVContext:
     """Keys/values produced by earlier calls, stored before RoPE.
 
-    k, v: (B, L, H, head_dim); rotation: read-time positions of those L keys, or None when
-    ``k`` is already rotated (``rotated``: a reader that attends to the same context several
-    times rotates it once).
+    k, v: (B, L, H, head_dim); rotation: read-time positions of those L keys.
     """
 
     k: Tensor
     v: Tensor
-    rotation: Rotation | None
+    rotation: Rotation
 
     @classmethod
     def at_positions(cls, k: Tensor, v: Tensor, positions: Tensor, rope: RotaryEmbedding) -> KVContext:
@@ -42,19 +40,10 @@ class KVContext:
         return cls(k, v, rope.rotation(positions))
 
     def __post_init__(self) -> None:
-        positions = self.k.shape[1] if self.rotation is None else len(self.rotation)
-        if self.k.shape != self.v.shape or self.k.shape[1] != positions:
+        if self.k.shape != self.v.shape or self.k.shape[1] != len(self.rotation):
             raise ValueError(
-                f"KVContext mismatch: k {tuple(self.k.shape)}, v {tuple(self.v.shape)}, {positions} positions"
+                f"KVContext mismatch: k {tuple(self.k.shape)}, v {tuple(self.v.shape)}, {len(self.rotation)} positions"
             )
-
-    def keys(self) -> Tensor:
-        """The keys at their read-time positions (B, L, H, head_dim)."""
-        return self.k if self.rotation is None else self.rotation.apply(self.k)
-
-    def rotated(self) -> KVContext:
-        """The same context with RoPE applied now (``rotation`` None)."""
-        return self if self.rotation is None else KVContext(self.keys(), self.v, None)
 
 
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
@@ -104,7 +93,7 @@ class SelfAttention(nn.Module):
         v = v.view(b, n, self.heads, self.head_dim)
         q_rot, k_rot, v_all = rotation.apply(q), rotation.apply(k), v
         if context is not None:
-            k_rot = torch.cat([context.keys(), k_rot], dim=1)  # (B, L + N, H, d)
+            k_rot = torch.cat([context.rotation.apply(context.k), k_rot], dim=1)  # (B, L + N, H, d)
             v_all = torch.cat([context.v, v], dim=1)
         out = masked_attention(q_rot.transpose(1, 2), k_rot.transpose(1, 2), v_all.transpose(1, 2), attn_mask)
         out = out.transpose(1, 2).reshape(b, n, d)

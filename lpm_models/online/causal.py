@@ -23,7 +23,6 @@ of look-ahead); the Base LPM's audio windows are clipped there.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -68,24 +67,6 @@ def chunk_causal_mask(
     past = (k_g == history_group) & (k_c < q_c) & kept & ~is_ref[:, None] & ~is_ref[None, :]
     refs_visible = is_ref[None, :].expand(total, total)
     return refs_visible | own | past
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    """What every evaluation of one chunk against one cache shares (``CausalDiT.plan``).
-
-    A few-step generator evaluates the same chunk several times against the same cache and
-    conditions; the plan holds the chunk's rotation, the cached keys per layer already at their
-    read-time positions, the projected cross-attention sources and the key mask, so those are
-    computed once per chunk instead of once per evaluation.
-    """
-
-    index: int
-    cache_tokens: int
-    rotation: Rotation
-    contexts: tuple[KVContext, ...] | None
-    sources: dict[str, CrossSource]
-    mask: Tensor | None
 
 
 class CausalDiT(LPMDiT):
@@ -161,49 +142,35 @@ class CausalDiT(LPMDiT):
                        grid=(hp, wp), ref_tokens=self.reference_embedding(refs, ref_mask))
 
     # ---------------------------------------------------------------- stream
-    def plan(self, cond: LPMConditions, cache: KVCache) -> ChunkPlan:
-        """The per-chunk work shared by every evaluation of chunk ``cache.next_index`` (see ``ChunkPlan``)."""
-        c, tc = self.online.chunk_latents, self.cfg.temporal_factor
-        dev = cache.refs.k.device
-        j = cache.next_index
-        rot = self.rope.rotation(cache.slot_positions(cache.current_slot, dev))
-        contexts = None
-        if cache.num_tokens:
-            ctx_rot = self.rope.rotation(cache.context_positions())
-            contexts = tuple(KVContext(*cache.layer_kv(i), ctx_rot).rotated() for i in range(len(self.blocks)))
-        spans = latent_frame_spans(c, tc, j * c, device=dev)
-        limits = torch.full((c,), audio_limit(j, c, tc), device=dev)
-        srcs = self.chunk_sources(cond, spans, limits, cache.grid[0] * cache.grid[1])
-        return ChunkPlan(j, cache.num_tokens, rot, contexts, srcs, cache.key_mask(cache.tokens_per_chunk))
-
-    def forward(self, x: Tensor, t: Tensor, cond: LPMConditions, cache: KVCache,  # type: ignore[override]
-                plan: ChunkPlan | None = None) -> tuple[Tensor, KVCache]:
+    def forward(self, x: Tensor, t: Tensor, cond: LPMConditions, cache: KVCache) -> tuple[Tensor, KVCache]:  # type: ignore[override]
         """Velocity of chunk ``cache.next_index`` and the cache with this call's keys appended.
 
         x: (B, chunk_latents, C, h, w) latents at time t (B,) or (B, chunk_latents);
         cond: text and audio tokens covering this chunk's windows (``refs`` is ignored:
-        references live in the cache); plan: ``self.plan(cond, cache)`` when the caller
-        evaluates this chunk more than once (None: computed here). Returns (velocity like x,
-        new cache); ``cache`` itself is not modified.
+        references live in the cache). Returns (velocity like x, new cache); ``cache``
+        itself is not modified.
         """
         b, frames, _, h, w = x.shape
         c, p = self.online.chunk_latents, self.cfg.patch_size
         grid = (h // p, w // p)
         if frames != c or grid != cache.grid or b != cache.batch_size:
             raise ValueError(f"chunk {tuple(x.shape)} does not match the cache: {c} latents of grid {cache.grid}, batch {cache.batch_size}")
-        if plan is None:
-            plan = self.plan(cond, cache)
-        elif plan.index != cache.next_index or plan.cache_tokens != cache.num_tokens:
-            raise ValueError(f"the plan is for chunk {plan.index} over {plan.cache_tokens} cached tokens, the cache is at "
-                             f"chunk {cache.next_index} with {cache.num_tokens}")
+        j = cache.next_index
         hid = self.add_reference(self.patch_embed(self.patchify(x)), cache.ref_tokens)  # (B, c * P, D)
         t_frames = t[:, None].expand(b, frames) if t.ndim == 1 else t
         emb = self.time_embed(t_frames)  # (B, c, D)
         mod = self.time_mod(emb)  # (B, c, 6, D)
+        rot = self.rope.rotation(cache.slot_positions(cache.current_slot, x.device))
+        ctx_rot = self.rope.rotation(cache.context_positions()) if cache.num_tokens else None
+        tc = self.cfg.temporal_factor
+        spans = latent_frame_spans(c, tc, j * c, device=x.device)
+        limits = torch.full((c,), audio_limit(j, c, tc), device=x.device)
+        srcs = self.chunk_sources(cond, spans, limits, grid[0] * grid[1])
+        mask = cache.key_mask(hid.shape[1])
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
-            ctx = None if plan.contexts is None else plan.contexts[i]
-            hid, (k, v) = self._block(block, hid, mod, plan.rotation, plan.sources, 0, plan.mask, ctx)
+            ctx = None if ctx_rot is None else KVContext(*cache.layer_kv(i), ctx_rot)
+            hid, (k, v) = self._block(block, hid, mod, rot, srcs, 0, mask, ctx)
             ks.append(k)
             vs.append(v)
         out = self.final(hid, emb)  # (B, c * P, C p^2)

@@ -26,7 +26,6 @@ from torch import Tensor
 
 from lpm_models.base.conditioning import LPMConditions
 from lpm_models.online.cache import KVCache
-from lpm_models.online.causal import ChunkPlan
 from lpm_models.online.model import OnlineLPM
 
 
@@ -90,19 +89,14 @@ def _grad(enabled: bool) -> AbstractContextManager[None]:
 
 def run_backbone(
     model: OnlineLPM, cache: KVCache, cond: LPMConditions, noise: list[Tensor], grad_from: int | None = None,
-    plan: ChunkPlan | None = None,
 ) -> tuple[Tensor, KVCache]:
     """N backbone evaluations; returns (clean estimate x0 (B, c, C, h, w), cache after the last evaluation).
 
-    grad_from: evaluations with index >= grad_from keep autograd history (None: none); plan: the
-    backbone's ``plan(cond, cache)`` (None: made here, once for all N evaluations).
+    grad_from: evaluations with index >= grad_from keep autograd history (None: none).
     """
     times = model.online.backbone_times
     if len(noise) < len(times):
         raise ValueError(f"need {len(times)} backbone noise tensors, got {len(noise)}")
-    if plan is None:
-        with _grad(grad_from is not None):
-            plan = model.dit.plan(cond, cache)
     x = noise[0]
     b = x.shape[0]
     new_cache = cache
@@ -110,7 +104,7 @@ def run_backbone(
     for i, tau in enumerate(times):
         with _grad(grad_from is not None and i >= grad_from):
             t = torch.full((b,), tau, device=x.device, dtype=x.dtype)
-            v, new_cache = model.dit(x, t, cond, cache, plan)
+            v, new_cache = model.dit(x, t, cond, cache)
             x0 = x - tau * v
             if i + 1 < len(times):
                 nxt = times[i + 1]
@@ -156,9 +150,7 @@ def generate_chunk(
     refining = uses_refiner(model) if refine is None else refine
     if refining and model.refiner is None:
         raise ValueError("refine=True needs a model with a refiner")
-    with _grad(grad_from is not None):
-        plan = model.dit.plan(cond, state.backbone)
-    x0, bb_cache = run_backbone(model, state.backbone, cond, noise, grad_from, plan)
+    x0, bb_cache = run_backbone(model, state.backbone, cond, noise, grad_from)
     out, ref_cache = x0, state.refiner
     if refining:
         if state.refiner is None:
@@ -167,6 +159,6 @@ def generate_chunk(
     if model.online.backbone_history == "clean":
         with torch.no_grad():
             zeros = torch.zeros(out.shape[0], device=out.device, dtype=out.dtype)
-            _, bb_cache = model.dit(out.detach(), zeros, cond, state.backbone, plan)
+            _, bb_cache = model.dit(out.detach(), zeros, cond, state.backbone)
     new_state = StreamState(bb_cache, ref_cache)
     return ChunkOutput(out, x0, new_state.detach() if detach_cache else new_state)

@@ -171,24 +171,3 @@ def test_chunk_causal_mask_layout() -> None:
     assert m[3].tolist() == [True, True, True, True, False, False, False]  # g0 c2: sink c0, window c1, itself
     assert m[6].tolist() == [True, True, True, False, False, False, True]  # g1 c2 sees g0's history, itself
     assert m[5].tolist() == [True, True, False, False, False, True, False]  # g1 c1: sink c0 (= window) + itself
-
-
-def test_a_chunk_plan_serves_every_evaluation_of_its_chunk_and_only_that_chunk() -> None:
-    o = online_cfg(chunk_latents=2, sink_chunks=1, window_chunks=1)
-    dit = live_online(o).dit
-    cond = make_conditions(CFG, 1, frames=8 * 2 * 2, refs=1)
-    g = torch.Generator().manual_seed(3)
-    cache = dit.encode_references(cond.refs, cond.ref_mask)
-    with torch.no_grad():
-        for j in range(4):  # past the window: the plan's cached keys are read at re-indexed positions
-            x = torch.randn(1, 2, C, H, W, generator=g)
-            plan = dit.plan(cond, cache)
-            for tau in (1.0, 0.5):  # two evaluations of one chunk share the plan
-                t = torch.full((1,), tau)
-                planned, _ = dit(x, t, cond, cache, plan)
-                fresh, nxt = dit(x, t, cond, cache)
-                torch.testing.assert_close(planned, fresh, atol=1e-6, rtol=1e-6)
-            stale = plan
-            cache = nxt
-        with pytest.raises(ValueError, match="plan is for chunk"):
-            dit(x, t, cond, cache, stale)
