@@ -337,13 +337,12 @@ def encode_references(vae: VideoVAE, transform: WindowTransform, item: dict[str,
 
 @torch.no_grad()
 def encode_window(vae: VideoVAE, transform: WindowTransform, item: dict[str, Any],
-                  references: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+                  references: dict[str, Tensor]) -> dict[str, Tensor]:
     """One loader item -> cached latents: clip, appearance, full pose/expression pool, audio, text.
 
-    references: ``encode_references`` of the item's clip when already computed (shared, not copied).
+    references: ``encode_references`` of the item's clip (shared by its windows, not copied).
     """
-    refs = references if references is not None else encode_references(vae, transform, item)
-    return {"latents": vae.encode(transform._resize(item["video"])[None])[0], **refs,
+    return {"latents": vae.encode(transform._resize(item["video"])[None])[0], **references,
             "audio_self": item["audio_self"], "audio_other": item["audio_other"]}
 
 

@@ -53,8 +53,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     run.add_argument("--triton-version", default="", help="Triton model version (default: the newest loaded)")
     run.add_argument("--base-steps", type=int, default=2,
                      help="Euler steps per chunk for Base LPM (default 2, the bench budget; 0 = the preset's own)")
-    run.add_argument("--base-guidance", type=guidance_pair, default=None, metavar="TEXT,AUDIO",
-                     help="Base LPM guidance scales, e.g. 1,1 for none (default: the preset's sampler)")
+    _base_guidance_option(run)
     _shared_options(run)
     run.add_argument("--no-leakage-check", action="store_true",
                      help="skip checking the cases against each model's training dataset version")
@@ -85,8 +84,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     q.add_argument("--long", action="store_true", help="also the long-form subset (10 min; Online only; slow)")
     q.add_argument("--base-steps", type=int, default=0,
                    help="Euler steps per chunk for Base LPM (default 0 = the preset's own sampler)")
-    q.add_argument("--base-guidance", type=guidance_pair, default=None, metavar="TEXT,AUDIO",
-                   help="Base LPM guidance scales, e.g. 1,1 for none (default: the preset's sampler)")
+    _base_guidance_option(q)
     _shared_options(q)
     q.add_argument("--drop-leaked", action="store_true", help=DROP_LEAKED_HELP)
     q.add_argument("--json", type=Path, default=None, help="write the figures and verdicts to this file")
@@ -97,6 +95,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     cases.add_argument("--long", action="store_true", help="include the long-form subset")
     cases.add_argument("--cache-dir", type=Path, default=None, help="case-set cache (default $LPM_HOME/cache)")
     cases.set_defaults(func=_cases)
+
+
+def _base_guidance_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-guidance", type=guidance_pair, default=None, metavar="TEXT,AUDIO",
+                   help="Base LPM guidance scales, e.g. 1,1 for none (default: the preset's sampler)")
 
 
 def guidance_pair(text: str) -> tuple[float, float]:
@@ -199,7 +202,8 @@ def _quality(args: argparse.Namespace) -> int:
     short = cases.select(subsets, None)
     models = [args.base] + ([args.online] if args.online else [])
     request = BenchRequest(models=models, baselines=True, base_steps=args.base_steps or None, seed=args.seed,
-                           base_guidance=args.base_guidance, ablations=True, tags={"lpm.bench.purpose": "model-quality"}, drop_leaked=args.drop_leaked)
+                           base_guidance=args.base_guidance, ablations=True,
+                           tags={"lpm.bench.purpose": "model-quality"}, drop_leaked=args.drop_leaked)
     with tempfile.TemporaryDirectory(prefix="lpm-quality-") as tmp:
         outcome = run_request(request, short, Path(tmp), tracking_uri=tracking, catalog_url=_catalog_url(args),
                               store=_store(), cache_dir=None, record=not args.no_record)
